@@ -1,0 +1,86 @@
+"""CPU throttling of the container and pod cgroups, from cpu.stat.
+
+Reads a few tiny files per interval (no probes): ``cpu.stat`` (periods,
+throttled periods, throttled time), usage (``cpuacct.usage`` on v1,
+``usage_usec`` on v2) and the quota (``cpu.cfs_quota_us``/``cpu.cfs_period_us``
+or ``cpu.max``). Both the container and the pod cgroup are read because a pod's
+limit (the sum of its containers') throttles too.
+
+``throttled_ns`` is summed over per-CPU run queues by the kernel, so it is
+throttled CPU-time and can exceed the interval on multi-core machines.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bpf import cgroup as cg
+from bpf.collectors.base import Collector, CollectorError, Frame
+from bpf.schema import make_frame
+
+
+class ThrottleCollector(Collector):
+    name = "throttle"
+    cost = "reads 3-4 small cgroup files per interval; no probes, no effect on the target"
+    default_on = True
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self._prev: dict[str, cg.CpuStat] = {}
+        self._prev_mono: int | None = None
+
+    def _dirs(self) -> dict[str, tuple]:
+        cgs = self.target.cgroups
+        out = {}
+        for role in ("container", "pod"):
+            if role in cgs:
+                out[role] = (cgs[role], cgs.get(role + "_cpuacct", cgs[role]))
+        return out
+
+    def _read_all(self) -> dict[str, cg.CpuStat]:
+        out = {}
+        for role, (cpu, acct) in self._dirs().items():
+            try:
+                out[role] = cg.read_cpu_stat(self.target.cgroup_version, cpu, acct)
+            except OSError as e:
+                raise CollectorError(
+                    "cgroup_gone",
+                    f"cannot read {cpu}/cpu.stat: {e.strerror}",
+                    "the container's cgroup was removed (container restarted?)",
+                ) from None
+        return out
+
+    def start(self) -> None:
+        if "container" not in self.target.cgroups:
+            raise CollectorError(
+                "no_cgroup",
+                "the target's cpu cgroup is unknown",
+                "the agent could not place the target in a cgroup",
+            )
+        self._prev = self._read_all()
+        self._prev_mono = time.monotonic_ns()
+
+    def poll(self) -> list[Frame]:
+        cur = self._read_all()
+        mono = time.monotonic_ns()
+        interval = mono - (self._prev_mono or mono)
+        fields: dict[str, object] = {"container": None, "pod": None}
+        for role, stat in cur.items():
+            prev = self._prev.get(role)
+            if prev is not None:
+                fields[role] = cg.stat_delta(prev, stat)
+        self._prev, self._prev_mono = cur, mono
+        if fields["container"] is None:
+            return []
+        return [
+            make_frame(
+                "throttle",
+                t=self.clock_now_ns(),
+                interval_ns=interval,
+                cgroup_version=self.target.cgroup_version,
+                **fields,
+            )
+        ]
+
+
+COLLECTOR = ThrottleCollector
