@@ -1,0 +1,114 @@
+"""The pod browser's table: rows from pod events, filter-as-you-type, sort, row keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tui.models.text import clean
+from tui.sources.base import PodEvent, PodInfo
+
+# (column key, heading) in display order; keys are the DataTable column keys.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("namespace", "NAMESPACE"),
+    ("name", "NAME"),
+    ("ready", "READY"),
+    ("status", "STATUS"),
+    ("restarts", "RESTARTS"),
+    ("age", "AGE"),
+    ("node", "NODE"),
+    ("cpu", "CPU LIMIT"),
+    ("pprof", "PPROF"),
+)
+COLUMN_KEYS = tuple(k for k, _ in COLUMNS)
+
+
+def format_age(seconds: float) -> str:
+    """kubectl's AGE: 45s, 12m, 5h, 3d."""
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 2 * 3600:
+        return f"{s // 60}m"
+    if s < 2 * 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+@dataclass(frozen=True)
+class PodRow:
+    """One table row: the row key and printable cell values, in ``COLUMNS`` order."""
+
+    key: str
+    cells: tuple[str, ...]
+
+    def cell(self, column: str) -> str:
+        return self.cells[COLUMN_KEYS.index(column)]
+
+
+def pod_row(pod: PodInfo, now: float) -> PodRow:
+    """Cells for one pod, cleaned of escapes (they are rendered as plain Text)."""
+    return PodRow(
+        key=pod.key,
+        cells=(
+            clean(pod.namespace, 80),
+            clean(pod.name, 120),
+            clean(pod.ready, 12),
+            clean(pod.status, 40),
+            str(pod.restarts),
+            format_age(now - pod.created),
+            clean(pod.node or "<none>", 60),
+            clean(pod.cpu_limit or "-", 12),
+            str(pod.pprof_port) if pod.pprof_port else "-",
+        ),
+    )
+
+
+def matches(pod: PodInfo, words: list[str]) -> bool:
+    """True when every word is a substring of one of namespace/name/status/node/labels."""
+    if not words:
+        return True
+    hay = " ".join(
+        [pod.namespace, pod.name, pod.status, pod.node or ""]
+        + [f"{k}={v}" for k, v in pod.labels.items()]
+    ).lower()
+    return all(w in hay for w in words)
+
+
+class PodTableModel:
+    """All pods the watch reported, and the filtered, sorted view of them."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, PodInfo] = {}
+        self.filter_text = ""
+        self.sort_column = "namespace"
+        self.status_message = ""
+        self.generation = 0  # bumps on every change, so the screen skips idle redraws
+
+    def apply(self, event: PodEvent) -> None:
+        """Fold one watch event in."""
+        if event.type == "RESET":
+            self.pods = {p.key: p for p in event.pods}
+            self.status_message = event.message
+        elif event.type in ("ADDED", "MODIFIED") and event.pod is not None:
+            self.pods[event.pod.key] = event.pod
+        elif event.type == "DELETED" and event.pod is not None:
+            self.pods.pop(event.pod.key, None)
+        elif event.type == "STATUS":
+            self.status_message = event.message
+        self.generation += 1
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text
+        self.generation += 1
+
+    def rows(self, now: float) -> list[PodRow]:
+        """The rows to show, filtered and sorted (namespace, then name, by default)."""
+        words = self.filter_text.lower().split()
+        pods = [p for p in self.pods.values() if matches(p, words)]
+        if self.sort_column == "restarts":
+            pods.sort(key=lambda p: (-p.restarts, p.namespace, p.name))
+        elif self.sort_column == "age":
+            pods.sort(key=lambda p: (-p.created, p.namespace, p.name))
+        else:
+            pods.sort(key=lambda p: (p.namespace, p.name))
+        return [pod_row(p, now) for p in pods]
