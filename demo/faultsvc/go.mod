@@ -1,0 +1,3 @@
+module go-k8s-debug/demo/faultsvc
+
+go 1.22
