@@ -1,0 +1,436 @@
+"""`Sandbox`: bring the sandbox cluster up, report on it, and take it down.
+
+One state directory holds everything: certificates, kubeconfigs, etcd's data,
+ssh keys and configs, logs and the pid files of the daemons, so `sandbox up`
+can return while the cluster runs and a later `sandbox down` (another process)
+finds and stops it all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from demo.sandbox import certs, controlplane, kubeconfig, manifests, procs, sshd
+from demo.sandbox.layout import Layout, default_state_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+RBAC_YAML = ROOT / "deploy" / "rbac.yaml"
+DEMO_MANIFESTS = ROOT / "demo" / "manifests"
+DEMO_NAMESPACE = "demo"
+BRIDGE = "gkd0"
+MAX_NODES = 9
+
+
+def node_ip(index: int) -> str:
+    """The address of node ``index`` (1-based) on the sandbox bridge: 10.88.N.1."""
+    return f"10.88.{index}.1"
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not do what was asked; the message says why and what to do."""
+
+
+class Sandbox:
+    """The sandbox cluster rooted at one state directory.
+
+    Args:
+        state_dir: where the cluster's state lives; default $GO_K8S_DEBUG_SANDBOX or
+            $XDG_STATE_HOME/go-k8s-debug/sandbox.
+        progress: called with one line per step (default: print to stderr).
+    """
+
+    def __init__(
+        self, state_dir: Path | None = None, progress: Callable[[str], None] | None = None
+    ) -> None:
+        self.lay = Layout(Path(state_dir) if state_dir else default_state_dir())
+        self._progress = progress or _stderr
+        self.timings: dict[str, float] = {}
+
+    # -- facts -------------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.lay.root
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.lay.admin_kubeconfig
+
+    @property
+    def restricted_kubeconfig(self) -> Path:
+        return self.lay.restricted_kubeconfig
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.lay.ssh_config
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.lay.known_hosts
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.lay.ssh_key
+
+    @property
+    def nodes(self) -> list[tuple[str, str]]:
+        """(name, IP) of every node of the running cluster."""
+        return [tuple(n) for n in self.lay.read_state().get("nodes", [])]  # type: ignore[misc]
+
+    @property
+    def api_url(self) -> str:
+        url = self.lay.read_state().get("api_url")
+        if not url:
+            raise SandboxError("the sandbox is not up: run `go-k8s-debug sandbox up`")
+        return url
+
+    def api_client(self, restricted: bool = False):
+        """A kubernetes ApiClient for the admin (or the restricted user)."""
+        from kubernetes import config
+
+        kc = self.restricted_kubeconfig if restricted else self.admin_kubeconfig
+        return config.new_client_from_config(config_file=str(kc))
+
+    def is_up(self) -> bool:
+        """True when the state says up and etcd and the API server run."""
+        alive = {d.name for d in procs.load(self.lay.pids) if d.alive()}
+        return bool(self.lay.read_state()) and {"etcd", "apiserver"} <= alive
+
+    # -- up ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _phase(self, name: str):
+        t0 = time.monotonic()
+        yield
+        dt = time.monotonic() - t0
+        self.timings[name] = dt
+        self._progress(f"  {name:<28} {dt:6.2f} s")
+
+    def up(self, nodes: int = 1, demo: bool = False, timeout: float = 180) -> None:
+        """Start the cluster and block until it is ready.
+
+        Ready means: the API server answers /readyz, every node is Ready and
+        reachable over ssh, and with ``demo`` every pod of namespace ``demo`` Runs.
+
+        Raises:
+            SandboxError: a prerequisite is missing or a component failed to start.
+            TimeoutError: a component did not become ready within ``timeout``.
+        """
+        if not 1 <= nodes <= MAX_NODES:
+            raise SandboxError(f"--nodes must be between 1 and {MAX_NODES}, not {nodes}")
+        if os.geteuid() != 0:
+            raise SandboxError(
+                "the sandbox needs root (network namespaces, cgroups, sshd on port 22): "
+                "run it with sudo or as root"
+            )
+        if self.is_up():
+            have = len(self.nodes)
+            if have != nodes:
+                raise SandboxError(
+                    f"the sandbox in {self.state_dir} is already up with {have} node(s); "
+                    "run `go-k8s-debug sandbox down` first to change the node count"
+                )
+            self._progress(f"sandbox already up in {self.state_dir}")
+            if demo:
+                self._apply_demo(time.monotonic() + timeout)
+            return
+        if not sshd.have_sshd():
+            raise SandboxError(
+                f"{sshd.SSHD} is missing: install the OpenSSH server (make setup does it)"
+            )
+        binary = controlplane.find_binary()
+        deadline = time.monotonic() + timeout
+        self.timings = {}
+        t_start = time.monotonic()
+        self._progress(f"sandbox up: {nodes} node(s), state in {self.state_dir}")
+        # Anything a crashed earlier run left behind goes first.
+        self._teardown(quiet=True)
+        try:
+            self._up(binary, nodes, demo, deadline)
+        except BaseException:
+            self._progress("sandbox up failed; stopping what was started (logs stay in logs/)")
+            self._teardown(quiet=True)
+            raise
+        self.timings["total"] = time.monotonic() - t_start
+        self._progress(f"  {'total':<28} {self.timings['total']:6.2f} s")
+
+    def _up(self, binary: Path, nodes: int, demo: bool, deadline: float) -> None:
+        lay = self.lay
+        lay.root.mkdir(parents=True, exist_ok=True)
+        for d in (lay.logs, lay.pids, lay.nodes):
+            d.mkdir(exist_ok=True)
+        node_list = [(f"node-{i}", node_ip(i)) for i in range(1, nodes + 1)]
+        etcd_port, peer_port, api_port = (procs.free_port() for _ in range(3))
+        api_url = f"https://127.0.0.1:{api_port}"
+        pki = certs.PkiPaths(lay.pki)
+
+        with self._phase("certificates + ssh keys"):
+            certs.generate(
+                pki, [(certs.ADMIN_USER, certs.ADMIN_GROUP), (certs.RESTRICTED_USER, None)]
+            )
+            for user, path in (
+                (certs.ADMIN_USER, lay.admin_kubeconfig),
+                (certs.RESTRICTED_USER, lay.restricted_kubeconfig),
+            ):
+                kubeconfig.write(
+                    path, api_url, pki.ca_crt, pki.client_crt(user), pki.client_key(user), user
+                )
+            sshd.prepare(lay, node_list)
+
+        lay.write_state(
+            {
+                "api_url": api_url,
+                "ports": {"etcd": etcd_port, "etcd_peer": peer_port, "apiserver": api_port},
+                "nodes": node_list,
+                "binary": str(binary),
+                "started": time.time(),
+            }
+        )
+        with self._phase("etcd"):
+            etcd = controlplane.start_etcd(lay, binary, etcd_port, peer_port)
+            controlplane.wait_etcd(etcd, etcd_port, _left(deadline))
+        with self._phase("kube-apiserver"):
+            api = controlplane.start_apiserver(lay, binary, etcd_port, api_port, pki)
+            controlplane.wait_apiserver(api, api_url, pki, certs.ADMIN_USER, _left(deadline))
+        with self._phase("RBAC (deploy/rbac.yaml)"):
+            manifests.apply(self.api_client(), manifests.load([RBAC_YAML]))
+        with self._phase("node runtimes (Ready)"):
+            runtimes = [self._start_node(name, ip) for name, ip in node_list]
+            self._wait_nodes_ready(runtimes, node_list, deadline)
+        with self._phase("sshd per node"):
+            started = [(sshd.start(lay, name), ip) for name, ip in node_list]
+            for d, ip in started:
+                sshd.wait_listening(d, ip, _left(deadline))
+        if demo:
+            self._apply_demo(deadline)
+
+    def _start_node(self, name: str, ip: str) -> procs.Daemon:
+        ndir = self.lay.node_dir(name)
+        ndir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "demo.sandbox.node",
+            "run",
+            "--kubeconfig",
+            str(self.admin_kubeconfig),
+            "--node-name",
+            name,
+            "--node-ip",
+            ip,
+            "--state-dir",
+            str(ndir),
+        ]
+        return procs.start(self.lay.pids, f"node-{name}", argv, self.lay.logs / f"{name}.log",
+                           cwd=ROOT)
+
+    def _wait_nodes_ready(
+        self, runtimes: list[procs.Daemon], node_list: list[tuple[str, str]], deadline: float
+    ) -> None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api_client())
+        want = {name for name, _ in node_list}
+        ready: set[str] = set()
+        while True:
+            for d in runtimes:
+                if not d.alive():
+                    raise SandboxError(
+                        f"the node runtime {d.name} exited: see logs/{d.name[5:]}.log in "
+                        f"{self.state_dir}"
+                    )
+            ready = {
+                n.metadata.name
+                for n in core.list_node().items
+                if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            }
+            # sshd binds the node IP, which the runtime adds to the bridge.
+            if want <= ready and all(_is_local_ip(ip) for _, ip in node_list):
+                return
+            if time.monotonic() > deadline:
+                missing = ", ".join(sorted(want - ready)) or "node IPs on the bridge"
+                raise TimeoutError(f"nodes not Ready in time: {missing}")
+            time.sleep(0.2)
+
+    def _apply_demo(self, deadline: float) -> None:
+        from kubernetes import client
+
+        paths = sorted(DEMO_MANIFESTS.glob("*.yaml"))
+        if not paths:
+            raise SandboxError(f"no demo manifests in {DEMO_MANIFESTS}")
+        node_names = [n for n, _ in self.nodes]
+        with self._phase("demo pods (create)"):
+            docs = manifests.bind_pods(manifests.load(paths), node_names)
+            manifests.apply(self.api_client(), docs)
+        with self._phase("demo pods (Running)"):
+            core = client.CoreV1Api(self.api_client())
+            while True:
+                pods = core.list_namespaced_pod(DEMO_NAMESPACE).items
+                waiting = [p for p in pods if p.status.phase != "Running"]
+                if pods and not waiting:
+                    return
+                if time.monotonic() > deadline:
+                    detail = "; ".join(f"{p.metadata.name}: {_why(p)}" for p in waiting)
+                    raise TimeoutError(f"demo pods not Running in time: {detail}")
+                time.sleep(0.25)
+
+    # -- down --------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop everything and remove what the sandbox made on the host.
+
+        Returns:
+            Leftovers found after clean-up (empty when the machine is clean).
+        """
+        return self._teardown(quiet=False)
+
+    def _teardown(self, quiet: bool) -> list[str]:
+        lay = self.lay
+        say = (lambda _m: None) if quiet else self._progress
+        daemons = {d.name: d for d in procs.load(lay.pids)}
+        # Node runtimes first: they delete their pods' processes, veths and cgroups.
+        order = sorted(daemons, key=lambda n: (0 if n.startswith("node-") else
+                                               1 if n.startswith("sshd-") else
+                                               2 if n == "apiserver" else 3, n))
+        for name in order:
+            d = daemons[name]
+            was = d.alive()
+            ok = procs.stop(lay.pids, d, timeout=30 if name.startswith("node-") else 10)
+            if was:
+                say(f"  stopped {name} (pid {d.pid})" if ok else f"  could not stop {name}")
+        self._node_cleanup(say)
+        shutil.rmtree(lay.etcd_data, ignore_errors=True)
+        lay.state_file.unlink(missing_ok=True)
+        left = leftovers(lay.root)
+        for item in left:
+            say(f"  leftover: {item}")
+        return left
+
+    def _node_cleanup(self, say: Callable[[str], None]) -> None:
+        """Ask the node runtime to remove anything a killed runtime could not."""
+        if not lay_has_nodes(self.lay):
+            return
+        for ndir in sorted(self.lay.nodes.iterdir()):
+            r = subprocess.run(
+                [sys.executable, "-m", "demo.sandbox.node", "cleanup", "--state-dir", str(ndir)],
+                capture_output=True, text=True, cwd=ROOT, timeout=60,
+            )
+            if r.returncode != 0:
+                say(f"  node clean-up for {ndir.name} failed: {r.stderr.strip()[-300:]}")
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What runs, where, and how to reach it (a JSON-able dict)."""
+        st = self.lay.read_state()
+        out: dict[str, Any] = {
+            "state_dir": str(self.state_dir),
+            "up": self.is_up(),
+            "api_url": st.get("api_url"),
+            "admin_kubeconfig": str(self.admin_kubeconfig),
+            "restricted_kubeconfig": str(self.restricted_kubeconfig),
+            "ssh_config": str(self.ssh_config),
+            "nodes": [{"name": n, "ip": ip} for n, ip in st.get("nodes", [])],
+            "processes": [
+                {"name": d.name, "pid": d.pid, "alive": d.alive(), "rss_kib": procs.rss_kib(d.pid)}
+                for d in procs.load(self.lay.pids)
+            ],
+        }
+        if out["up"]:
+            try:
+                out.update(self._cluster_status())
+            except Exception as e:  # the API may be mid-restart; report, don't crash
+                out["api_error"] = str(e)
+        return out
+
+    def _cluster_status(self) -> dict[str, Any]:
+        from kubernetes import client
+
+        api = self.api_client()
+        version = client.VersionApi(api).get_code().git_version
+        core = client.CoreV1Api(api)
+        ready = {
+            n.metadata.name: any(
+                c.type == "Ready" and c.status == "True" for c in n.status.conditions or []
+            )
+            for n in core.list_node().items
+        }
+        pods = [
+            {
+                "namespace": p.metadata.namespace,
+                "name": p.metadata.name,
+                "node": p.spec.node_name,
+                "phase": p.status.phase,
+                "pod_ip": p.status.pod_ip,
+                "restarts": sum(c.restart_count for c in p.status.container_statuses or []),
+            }
+            for p in core.list_pod_for_all_namespaces().items
+        ]
+        return {"version": version, "node_ready": ready, "pods": pods}
+
+
+def lay_has_nodes(lay: Layout) -> bool:
+    return lay.nodes.is_dir() and any(lay.nodes.iterdir())
+
+
+def _left(deadline: float) -> float:
+    return max(0.1, deadline - time.monotonic())
+
+
+def _is_local_ip(ip: str) -> bool:
+    """True when ``ip`` is assigned on this host (binding to it succeeds)."""
+    with socket.socket() as s:
+        try:
+            s.bind((ip, 0))
+            return True
+        except OSError:
+            return False
+
+
+def _why(pod: Any) -> str:
+    for cs in pod.status.container_statuses or []:
+        w = cs.state.waiting if cs.state else None
+        if w and w.reason:
+            return f"{w.reason} {w.message or ''}".strip()
+    return pod.status.phase or "Pending (no status yet)"
+
+
+def leftovers(state_root: Path) -> list[str]:
+    """What the sandbox could have left on the host: bridge, netns, mounts, cgroups, daemons."""
+    found: list[str] = []
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        found.append(f"network bridge {BRIDGE}")
+    for dev in Path("/sys/class/net").iterdir():
+        master = dev / "master"
+        if master.exists() and master.resolve().name == BRIDGE:
+            found.append(f"veth {dev.name} on {BRIDGE}")
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        found += [f"network namespace {p.name}" for p in netns.iterdir()
+                  if p.name.startswith(("gkd", "sandbox", "pod"))]
+    root = str(state_root.resolve())
+    for line in Path("/proc/mounts").read_text().splitlines():
+        target = line.split()[1]
+        if target.startswith(root):
+            found.append(f"mount {target}")
+    for kp in Path("/sys/fs/cgroup").glob("*/kubepods"):
+        found.append(f"cgroup {kp}")
+    for kp in Path("/sys/fs/cgroup").glob("kubepods*"):
+        found.append(f"cgroup {kp}")
+    for d in procs.load(state_root / "pids"):
+        if d.alive():
+            found.append(f"process {d.name} (pid {d.pid})")
+    return found
