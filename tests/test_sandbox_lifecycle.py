@@ -1,0 +1,66 @@
+"""`down` leaves a clean machine and `up` brings the same state dir back.
+
+It takes down the session's shared sandbox and brings it up again (2 nodes,
+demo pods), since two sandboxes cannot share the bridge and node addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from demo.sandbox import procs
+from demo.sandbox.api import BRIDGE, leftovers
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
+
+def _pids_of_state(state: Path) -> list[int]:
+    """Live processes whose command line mentions the state directory."""
+    out = []
+    needle = str(state).encode()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes()
+            status = (p / "status").read_text()
+        except OSError:
+            continue
+        if needle in cmd and "State:\tZ" not in status:
+            out.append(int(p.name))
+    return out
+
+
+def test_down_leaves_nothing_and_up_comes_back(sandbox) -> None:
+    state = sandbox.state_dir
+    before = {d.name: d.pid for d in procs.load(state / "pids")}
+    assert {"etcd", "apiserver"} <= set(before)
+
+    assert sandbox.down() == []
+    assert not sandbox.is_up()
+    for pid in before.values():
+        assert not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(
+            f"/proc/{pid}/status").read_text(), f"pid {pid} still runs"
+    assert _pids_of_state(state) == []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert BRIDGE not in links
+    assert f"master {BRIDGE}" not in links
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert netns.strip() == "" or "gkd" not in netns
+    assert str(state) not in Path("/proc/mounts").read_text()
+    assert list(Path("/sys/fs/cgroup").glob("*/kubepods")) == []
+    assert leftovers(state) == []
+    # status after down says so instead of failing.
+    assert sandbox.status()["up"] is False
+
+    # Up again on the same state dir, as the rest of the session expects it.
+    sandbox.up(nodes=2, demo=True)
+    assert sandbox.is_up()
+    t = sandbox.timings
+    print(f"warm sandbox up (2 nodes, demo): {t['total']:.1f} s; phases: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total"))
+    assert t["total"] < 120
