@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -156,8 +157,16 @@ class Sandbox:
         self.timings = {}
         t_start = time.monotonic()
         self._progress(f"sandbox up: {nodes} node(s), state in {self.state_dir}")
+        # The kubernetes client takes ~1 s to import: do it while etcd starts.
+        threading.Thread(target=_preload_kubernetes, daemon=True).start()
         # Anything a crashed earlier run left behind goes first.
         self._teardown(quiet=True)
+        if Path(f"/sys/class/net/{BRIDGE}").exists():
+            raise SandboxError(
+                f"another sandbox is running on this host (the bridge {BRIDGE} exists): stop it "
+                "with `go-k8s-debug sandbox down --state-dir DIR` (its state dir), or delete "
+                f"the bridge with `ip link del {BRIDGE}` if nothing uses it"
+            )
         try:
             self._up(binary, nodes, demo, deadline)
         except BaseException:
@@ -321,7 +330,7 @@ class Sandbox:
 
     def _node_cleanup(self, say: Callable[[str], None]) -> None:
         """Ask the node runtime to remove anything a killed runtime could not."""
-        if not lay_has_nodes(self.lay):
+        if not lay_has_nodes(self.lay) or not (ROOT / "demo/sandbox/node/__main__.py").exists():
             return
         for ndir in sorted(self.lay.nodes.iterdir()):
             r = subprocess.run(
@@ -382,6 +391,11 @@ class Sandbox:
         return {"version": version, "node_ready": ready, "pods": pods}
 
 
+def _preload_kubernetes() -> None:
+    import kubernetes.client  # noqa: F401
+    import kubernetes.config  # noqa: F401
+
+
 def lay_has_nodes(lay: Layout) -> bool:
     return lay.nodes.is_dir() and any(lay.nodes.iterdir())
 
@@ -415,21 +429,24 @@ def leftovers(state_root: Path) -> list[str]:
         found.append(f"network bridge {BRIDGE}")
     for dev in Path("/sys/class/net").iterdir():
         master = dev / "master"
-        if master.exists() and master.resolve().name == BRIDGE:
-            found.append(f"veth {dev.name} on {BRIDGE}")
+        if dev.name != BRIDGE and (
+            dev.name.startswith("gkd") or (master.exists() and master.resolve().name == BRIDGE)
+        ):
+            found.append(f"network link {dev.name}")
     netns = Path("/run/netns")
     if netns.is_dir():
+        # The node runtime names its pod namespaces gkd-<uid prefix>.
         found += [f"network namespace {p.name}" for p in netns.iterdir()
-                  if p.name.startswith(("gkd", "sandbox", "pod"))]
+                  if p.name.startswith("gkd")]
     root = str(state_root.resolve())
     for line in Path("/proc/mounts").read_text().splitlines():
         target = line.split()[1]
         if target.startswith(root):
             found.append(f"mount {target}")
-    for kp in Path("/sys/fs/cgroup").glob("*/kubepods"):
-        found.append(f"cgroup {kp}")
-    for kp in Path("/sys/fs/cgroup").glob("kubepods*"):
-        found.append(f"cgroup {kp}")
+    # v1 controllers (cpu is a symlink to cpu,cpuacct: resolve to list each once), and v2.
+    cgroups = {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("*/kubepods")}
+    cgroups |= {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("kubepods*")}
+    found += [f"cgroup {kp}" for kp in sorted(cgroups)]
     for d in procs.load(state_root / "pids"):
         if d.alive():
             found.append(f"process {d.name} (pid {d.pid})")
