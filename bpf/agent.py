@@ -1,0 +1,653 @@
+"""The node agent: watch one Go process, stream frames on stdout, take commands on stdin.
+
+Run as root on the node where the pod runs::
+
+    python3 -m bpf.agent --pid N
+    python3 -m bpf.agent --pod-uid UID [--container NAME | --container-id ID]
+        [--interval 1.0] [--hz 49] [--pprof-port 6060] [--enable futex,...] [--disable ...]
+
+Frames (``bpf.schema``) go to stdout, one JSON line each, from one writer.
+Nothing else ever reaches stdout: file descriptor 1 is pointed at stderr at
+start (bcc and libraries print), and frames go to a private duplicate.
+The first frame is ``hello``; the last is ``bye``.
+
+The agent exits, stopping every collector it started (which detaches their
+probes), when stdin closes, on ``stop``, on SIGTERM/SIGHUP/SIGINT, or when the
+target dies (after a ``target_exit`` frame). Unexpected exceptions become an
+``error`` frame, never a traceback on stdout.
+
+A non-Go target is watched anyway: cgroup throttling still works; collectors
+that need a Go binary (pprof, Go uprobes) are reported unavailable, and one
+``error`` frame (code ``not_go``, not fatal) says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import platform
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from bpf import schema
+from bpf.clock import Clock
+from bpf.collectors.base import Collector, CollectorError
+from bpf.collectors.profiles import ProfileFetcher
+from bpf.target import Target, TargetError, resolve
+
+AGENT_VERSION = "0.1.0"
+DEFAULT_HZ = 49
+MAX_HZ = 99
+MIN_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 60.0
+# How often the main loop wakes up to notice signals while it waits.
+WAKE_S = 0.1
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_TARGET = 2
+
+
+class FrameWriter:
+    """Writes frames, one line each, from any thread; drops frames after ``close``."""
+
+    def __init__(self, fd: int) -> None:
+        self._f = os.fdopen(fd, "wb", buffering=0)
+        self._lock = threading.Lock()
+        self.closed = False
+        self.broken = False
+
+    def write(self, frame: dict[str, Any]) -> bool:
+        data = schema.encode(frame).encode("ascii")
+        with self._lock:
+            if self.closed:
+                return False
+            try:
+                view = memoryview(data)
+                while view:
+                    n = self._f.write(view)
+                    view = view[n:]
+            except OSError:
+                # The console went away (broken pipe): nothing more can be said.
+                self.closed = self.broken = True
+                return False
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            try:
+                self._f.close()
+            except OSError:
+                pass
+
+
+class _Slot:
+    """One collector as the agent tracks it."""
+
+    def __init__(self, name: str, cls: type | None, reason: str = "") -> None:
+        self.name = name
+        self.cls = cls
+        self.instance: Collector | None = None
+        self.state = "off"
+        self.reason = reason
+        self.available = cls is not None and not reason
+        self.started_once = False
+
+    def describe(self) -> dict[str, Any]:
+        cls = self.cls
+        return {
+            "name": self.name,
+            "cost": getattr(cls, "cost", ""),
+            "default_on": bool(getattr(cls, "default_on", False)),
+            "needs_bcc": bool(getattr(cls, "needs_bcc", False)),
+            "available": self.available,
+            "state": self.state,
+            "reason": self.reason,
+        }
+
+
+def _bcc_missing_reason() -> str | None:
+    try:
+        found = importlib.util.find_spec("bcc") is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return (
+        f"bcc is not importable by {sys.executable}: install Debian's python3-bpfcc "
+        "(not the unrelated PyPI package named bcc) and run the agent with /usr/bin/python3"
+    )
+
+
+def discover_collector(name: str) -> tuple[type | None, str]:
+    """(class, reason-unavailable) for ``bpf.collectors.<name>``."""
+    try:
+        mod = importlib.import_module("bpf.collectors." + name)
+    except ModuleNotFoundError as e:
+        if e.name in ("bpf.collectors." + name,):
+            return None, "this agent build has no such collector"
+        return None, f"cannot load: {e}"
+    except Exception as e:  # a broken collector must not take the agent down
+        return None, f"cannot load: {e!r}"
+    cls = getattr(mod, "COLLECTOR", None)
+    if cls is None:
+        for v in vars(mod).values():
+            if isinstance(v, type) and issubclass(v, Collector) and getattr(v, "name", "") == name:
+                cls = v
+                break
+    if cls is None:
+        return None, f"bpf.collectors.{name} defines no COLLECTOR"
+    return cls, ""
+
+
+def ensure_tracefs() -> list[str]:
+    """Mount tracefs and debugfs when missing (tracepoints need them); what was done.
+
+    Uses ``bpf.bcc_env.ensure_tracefs`` when that module provides it.
+    """
+    try:
+        from bpf import bcc_env  # engineer 5's headers/tracefs helpers, when shipped
+    except Exception:
+        bcc_env = None
+    fn = getattr(bcc_env, "ensure_tracefs", None)
+    if callable(fn):
+        try:
+            out = fn()
+            if isinstance(out, (list, tuple)):
+                return [str(x) for x in out]
+            return [str(out)] if out else []
+        except Exception as e:
+            return [f"bcc_env.ensure_tracefs failed: {e!r}"]
+    msgs = []
+    for fstype, path, probe in (
+        ("tracefs", "/sys/kernel/tracing", "/sys/kernel/tracing/events"),
+        ("debugfs", "/sys/kernel/debug", "/sys/kernel/debug/tracing"),
+    ):
+        if os.path.exists(probe):
+            continue
+        r = subprocess.run(["mount", "-t", fstype, fstype, path], capture_output=True, text=True)
+        if r.returncode == 0:
+            msgs.append(f"mounted {fstype} at {path} (it was missing; tracepoints need it)")
+        else:
+            msgs.append(f"could not mount {fstype} at {path}: {r.stderr.strip() or r.returncode}")
+    return msgs
+
+
+class Agent:
+    """The main loop: collectors polled once per interval, never overlapping."""
+
+    def __init__(self, args: argparse.Namespace, writer: FrameWriter) -> None:
+        self.args = args
+        self.writer = writer
+        self.clock = Clock()
+        self.interval = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, float(args.interval)))
+        self.hz = min(MAX_HZ, max(1, int(args.hz)))
+        self.target: Target | None = None
+        self.slots: dict[str, _Slot] = {}
+        self.profiles: ProfileFetcher | None = None
+        self.commands: queue.Queue = queue.Queue()
+        self.stop_reason: str | None = None
+        self.detached = 0
+        self._bcc_prepared = False
+
+    # --- output -------------------------------------------------------------------------------
+
+    def emit(self, frame: dict[str, Any]) -> None:
+        if not self.writer.write(frame) and self.writer.broken and self.stop_reason is None:
+            self.stop_reason = "console gone (stdout closed)"
+
+    def frame(self, kind: str, **fields: Any) -> None:
+        self.emit(schema.make_frame(kind, t=self.clock.now_ns(), **fields))
+
+    def log(self, level: str, msg: str, **extra: Any) -> None:
+        self.frame("log", level=level, msg=msg, **extra)
+
+    def error(self, code: str, msg: str, hint: str = "", fatal: bool = False, **extra: Any) -> None:
+        self.frame("error", code=code, msg=msg, hint=hint, fatal=fatal, **extra)
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "hz": self.hz,
+            "interval": self.interval,
+            "pprof_port": self.args.pprof_port,
+            "clock": self.clock,
+        }
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def discover(self) -> None:
+        bcc_reason: str | None = None
+        bcc_checked = False
+        for name in schema.COLLECTORS:
+            cls, reason = discover_collector(name)
+            if cls is not None and not reason:
+                if getattr(cls, "needs_bcc", False):
+                    if not bcc_checked:
+                        bcc_reason, bcc_checked = _bcc_missing_reason(), True
+                    reason = bcc_reason or ""
+                if not reason:
+                    try:
+                        reason = cls.unavailable_reason(self.target) or ""
+                    except Exception as e:
+                        reason = f"cannot check availability: {e!r}"
+            self.slots[name] = _Slot(name, cls, reason)
+
+    def wanted(self) -> list[str]:
+        enable = _csv(self.args.enable)
+        disable = _csv(self.args.disable)
+        for n in enable + disable:
+            if n not in self.slots:
+                self.error(
+                    "bad_option",
+                    f"unknown collector {n!r} in --enable/--disable",
+                    "collectors: " + ", ".join(self.slots),
+                )
+        names = []
+        for name, slot in self.slots.items():
+            on = bool(getattr(slot.cls, "default_on", False)) if slot.cls else False
+            if name in enable:
+                on = True
+            if name in disable:
+                on = False
+            if on:
+                names.append(name)
+        return names
+
+    def hello(self) -> None:
+        target = None
+        if self.target is not None:
+            target = self.target.describe()
+        self.frame(
+            "hello",
+            agent=AGENT_VERSION,
+            host=socket.gethostname(),
+            kernel=platform.release(),
+            target=target,
+            collectors=[s.describe() for s in self.slots.values()],
+            clock_offset_ns=self.clock.offset_ns,
+            clock_uncertainty_ns=self.clock.uncertainty_ns,
+            interval_ns=int(self.interval * 1e9),
+            hz=self.hz,
+            pprof_port=self.args.pprof_port,
+            python=platform.python_version(),
+            agent_pid=os.getpid(),
+        )
+
+    # --- collectors ---------------------------------------------------------------------------
+
+    def _prepare_bcc(self) -> None:
+        if self._bcc_prepared:
+            return
+        self._bcc_prepared = True
+        for msg in ensure_tracefs():
+            self.log("warn" if msg.startswith("could not") else "info", msg)
+
+    def start_collector(self, name: str, why: str = "") -> bool:
+        slot = self.slots.get(name)
+        if slot is None:
+            self.error(
+                "bad_command", f"unknown collector {name!r}", "collectors: " + ", ".join(self.slots)
+            )
+            return False
+        if slot.state == "on":
+            self.frame("collector", name=name, state="on", reason="already on")
+            return True
+        if not slot.available or slot.cls is None:
+            self.frame("collector", name=name, state="off", reason="unavailable: " + slot.reason)
+            return False
+        if getattr(slot.cls, "needs_bcc", False):
+            self._prepare_bcc()
+        inst = None
+        try:
+            inst = slot.cls(self.target, self.options(), self.emit)
+            slot.instance = inst
+            slot.started_once = True
+            inst.start()
+        except CollectorError as e:
+            self._fail(slot, e.code, e.msg, e.hint)
+            return False
+        except Exception as e:
+            self._fail(
+                slot,
+                "collector_crashed",
+                f"{name} failed to start: {e!r}",
+                "report this as a bug; the other collectors keep running",
+            )
+            return False
+        slot.state, slot.reason = "on", why
+        self.frame("collector", name=name, state="on", reason=why)
+        return True
+
+    def _detach(self, slot: _Slot) -> None:
+        inst, slot.instance = slot.instance, None
+        if inst is None:
+            return
+        try:
+            self.detached += int(inst.stop() or 0)
+        except Exception as e:
+            self.log("error", f"{slot.name}: stop failed: {e!r}")
+
+    def _fail(self, slot: _Slot, code: str, msg: str, hint: str) -> None:
+        self._detach(slot)
+        slot.state, slot.reason = "failed", msg
+        self.error(code, msg, hint, collector=slot.name)
+        self.frame("collector", name=slot.name, state="failed", reason=msg)
+
+    def stop_collector(self, name: str, why: str) -> None:
+        slot = self.slots.get(name)
+        if slot is None:
+            self.error(
+                "bad_command", f"unknown collector {name!r}", "collectors: " + ", ".join(self.slots)
+            )
+            return
+        self._detach(slot)
+        if slot.state != "failed" or why:
+            slot.state, slot.reason = "off", why
+        self.frame("collector", name=name, state=slot.state, reason=slot.reason)
+
+    def poll_all(self) -> None:
+        for slot in self.slots.values():
+            if slot.state != "on" or slot.instance is None or self.stop_reason:
+                continue
+            try:
+                frames = slot.instance.poll()
+            except CollectorError as e:
+                if self.target is not None and not self.target.alive():
+                    return  # the target died: report that, not the symptom
+                self._fail(slot, e.code, e.msg, e.hint)
+                continue
+            except Exception as e:
+                self._fail(
+                    slot,
+                    "collector_crashed",
+                    f"{slot.name} failed: {e!r}",
+                    "report this as a bug; the other collectors keep running",
+                )
+                continue
+            for f in frames or ():
+                self.emit(f)
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def handle(self, cmd: dict[str, Any]) -> None:
+        c = cmd.get("cmd")
+        if c == "_eof":
+            self.stop_reason = self.stop_reason or "stdin closed"
+        elif c == "_bad":
+            self.error("bad_command", cmd["msg"], "send one JSON command per line (bpf.schema)")
+        elif c == "enable":
+            self.start_collector(str(cmd["collector"]), "enabled by command")
+        elif c == "disable":
+            self.stop_collector(str(cmd["collector"]), "disabled by command")
+        elif c == "set":
+            self.set_options(cmd)
+        elif c == "profile":
+            if self.profiles is None:
+                self.error(
+                    "no_profiles",
+                    "pprof profiles are unavailable for this target",
+                    "the target is not a Go program",
+                    id=cmd.get("id"),
+                )
+                return
+            try:
+                self.profiles.request(str(cmd["id"]), str(cmd["profile"]), cmd.get("seconds") or 0)
+            except CollectorError as e:
+                self.error(e.code, e.msg, e.hint, id=cmd.get("id"), collector="profiles")
+        elif c == "ping":
+            self.log("info", "pong", pong=cmd.get("id"))
+        elif c == "stop":
+            self.stop_reason = self.stop_reason or "stop command"
+
+    def set_options(self, cmd: dict[str, Any]) -> None:
+        changes: dict[str, Any] = {}
+        try:
+            if "hz" in cmd:
+                self.hz = min(MAX_HZ, max(1, int(cmd["hz"])))
+                changes["hz"] = self.hz
+            if "interval_ms" in cmd:
+                s = float(cmd["interval_ms"]) / 1000.0
+                self.interval = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, s))
+                changes["interval"] = self.interval
+        except (TypeError, ValueError):
+            self.error("bad_command", f"bad set command: {cmd!r}", "hz and interval_ms are numbers")
+            return
+        if not changes:
+            return
+        for slot in self.slots.values():
+            if slot.state == "on" and slot.instance is not None:
+                try:
+                    restart = slot.instance.configure(dict(changes))
+                except Exception as e:
+                    self._fail(slot, "collector_crashed", f"{slot.name} configure: {e!r}", "")
+                    continue
+                if restart:
+                    self._detach(slot)
+                    slot.state = "off"
+                    self.start_collector(slot.name, "restarted for new settings")
+        shown = ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changes.items()
+        )
+        self.log(
+            "info", f"settings changed: {shown}", hz=self.hz, interval_ns=int(self.interval * 1e9)
+        )
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def check_target(self) -> bool:
+        """False (after a target_exit frame) once the target is gone."""
+        t = self.target
+        if t is None or t.alive():
+            return True
+        from bpf.target import read_stat
+
+        st = read_stat(t.pid)
+        fields: dict[str, Any] = {"pid": t.pid}
+        if st is not None and st[1] == t.starttime and st[0] in ("Z", "X") and st[2] is not None:
+            status = st[2]
+            if status & 0x7F:
+                fields["signal"] = status & 0x7F
+                what = f"killed by signal {status & 0x7F}"
+            else:
+                fields["exit_code"] = (status >> 8) & 0xFF
+                what = f"exited with code {(status >> 8) & 0xFF}"
+        else:
+            what = "exited"
+        self.frame("target_exit", reason=f"pid {t.pid} ({t.comm}) {what}", **fields)
+        self.stop_reason = self.stop_reason or "target exited"
+        return False
+
+    def run(self) -> None:
+        """Poll until a stop reason appears; the caller then calls ``shutdown``."""
+        next_tick = time.monotonic() + self.interval
+        while self.stop_reason is None:
+            now = time.monotonic()
+            if now < next_tick:
+                try:
+                    cmd = self.commands.get(timeout=min(WAKE_S, next_tick - now))
+                except queue.Empty:
+                    continue
+                self.handle(cmd)
+                continue
+            if not self.check_target():
+                break
+            self.poll_all()
+            self.clock.maybe_remeasure()
+            # Armed after the poll finished: polls never overlap or pile up.
+            next_tick = max(next_tick + self.interval, time.monotonic() + self.interval / 4)
+
+    def shutdown(self, reason: str) -> None:
+        for slot in self.slots.values():
+            if slot.instance is not None:
+                self._detach(slot)
+        if self.profiles is not None:
+            try:
+                self.profiles.stop()
+            except Exception:
+                pass
+        self.frame("bye", reason=reason, detached=self.detached)
+
+
+def _csv(values: list[str] | None) -> list[str]:
+    out = []
+    for v in values or ():
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python3 -m bpf.agent",
+        description="go-k8s-debug node agent: eBPF, cgroup and pprof frames for one process",
+    )
+    p.add_argument("--pid", type=int, help="host pid of the process to watch")
+    p.add_argument("--pod-uid", help="the pod's UID (metadata.uid)")
+    p.add_argument("--container", help="container name (to pick one of several containers)")
+    p.add_argument("--container-id", help="container ID (containerd://... or the bare ID)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between frames (1.0)")
+    p.add_argument("--hz", type=int, default=DEFAULT_HZ, help=f"CPU sampling rate ({DEFAULT_HZ})")
+    p.add_argument("--pprof-port", type=int, default=6060, help="the app's pprof port (6060)")
+    p.add_argument("--enable", action="append", help="collectors to turn on (comma list)")
+    p.add_argument("--disable", action="append", help="collectors to turn off (comma list)")
+    p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def print_ebpf(args: argparse.Namespace) -> int:
+    """The hidden ``--ebpf``: print each eBPF collector's generated C and exit."""
+    try:
+        target = resolve(
+            pid=args.pid,
+            pod_uid=args.pod_uid,
+            container=args.container,
+            container_id=args.container_id,
+        )
+    except TargetError:
+        target = resolve(pid=os.getpid())  # no target: show the programs for a placeholder
+    opts = {
+        "hz": args.hz,
+        "interval": args.interval,
+        "pprof_port": args.pprof_port,
+        "clock": Clock(),
+    }
+    for name in schema.COLLECTORS:
+        cls, reason = discover_collector(name)
+        if cls is None or not getattr(cls, "needs_bcc", False):
+            continue
+        try:
+            text = cls(target, opts).ebpf_text()
+        except Exception as e:
+            text = f"/* cannot generate: {e!r} */"
+        sys.stdout.write(f"/* ---- {name} (pid {target.pid}) ---- */\n{text}\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _install_signals(agent: Agent) -> None:
+    def on_signal(signum: int, _frame: Any) -> None:
+        # Only a flag: the loop wakes every WAKE_S and sees it (a handler must
+        # not take locks the interrupted code may hold).
+        if agent.stop_reason is None:
+            agent.stop_reason = f"signal {signal.Signals(signum).name}"
+
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(s, on_signal)
+    # A closed console pipe must surface as an OSError on write, not kill us.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def _read_commands(agent: Agent, stream: Any) -> None:
+    try:
+        for line in stream:
+            if not line.strip():
+                continue
+            try:
+                agent.commands.put(schema.decode_command(line))
+            except schema.FrameError as e:
+                agent.commands.put({"cmd": "_bad", "msg": f"bad command line: {e}"})
+    except (OSError, ValueError):
+        pass
+    agent.commands.put({"cmd": "_eof"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.ebpf:
+        return print_ebpf(args)
+    # Frames get a private copy of stdout; fd 1 itself now goes to stderr, so
+    # whatever bcc, clang or a library prints can never corrupt the stream.
+    frame_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    writer = FrameWriter(frame_fd)
+    agent = Agent(args, writer)
+    _install_signals(agent)
+    code = EXIT_OK
+    reason = "done"
+    try:
+        code, reason = _run(agent, args)
+    except BaseException as e:  # last line of defence: a frame, never a traceback on stdout
+        code, reason = EXIT_INTERNAL, "internal error"
+        try:
+            agent.error("internal", f"the agent failed: {e!r}", "report this as a bug", fatal=True)
+        except Exception:
+            pass
+    finally:
+        try:
+            agent.shutdown(reason if agent.stop_reason is None else agent.stop_reason)
+        except Exception:
+            pass
+        writer.close()
+    return code
+
+
+def _run(agent: Agent, args: argparse.Namespace) -> tuple[int, str]:
+    try:
+        agent.target = resolve(
+            pid=args.pid,
+            pod_uid=args.pod_uid,
+            container=args.container,
+            container_id=args.container_id,
+        )
+    except TargetError as e:
+        agent.discover()
+        agent.hello()
+        agent.error(e.code, e.msg, e.hint, fatal=True)
+        agent.stop_reason = "no target"
+        return EXIT_TARGET, "no target"
+    agent.discover()
+    agent.hello()
+    t = agent.target
+    if t.is_go is False:
+        agent.error(
+            "not_go",
+            f"pid {t.pid} ({t.comm}, {t.exe_in_container}) is not a Go program: "
+            "the Go collectors (pprof, Go runtime uprobes) are unavailable",
+            "cgroup throttling is still reported; point the agent at the Go container",
+        )
+    else:
+        agent.profiles = ProfileFetcher(t, agent.options(), agent.emit)
+    threading.Thread(
+        target=_read_commands, args=(agent, sys.stdin.buffer), name="stdin", daemon=True
+    ).start()
+    for name in agent.wanted():
+        if agent.stop_reason:
+            break
+        agent.start_collector(
+            name, "on by default" if name not in _csv(args.enable) else "enabled by --enable"
+        )
+    agent.run()
+    return EXIT_OK, agent.stop_reason or "done"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
