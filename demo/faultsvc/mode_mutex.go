@@ -63,7 +63,7 @@ func init() {
 		name:    "mutex",
 		summary: "lock contention in (*inventory).reserve",
 		setup: func(mux *http.ServeMux) loadSpec {
-			inv := newInventory(20000)
+			inv := newInventory(100000)
 			mux.HandleFunc("/api/reserve", inv.serveReserve)
 			// Sixteen back-to-back clients: far more than one lock can serve.
 			return loadSpec{path: "/api/reserve", workers: 16}
