@@ -1,0 +1,813 @@
+"""The findings engine: frames in, plain-language findings out.
+
+Feed it every decoded frame (``feed``); ask it what it sees (``evaluate``).
+It keeps a sliding window of frames (``window_s``, default 60 s) and one
+rule per question. Every rule answers; a rule without its data source says
+``not_measured``, never healthy. Pure code: no Textual, no I/O.
+
+Rules (the README copies this table):
+
+| ID | Triggers on | Thresholds (defaults, ``Thresholds``) |
+|---|---|---|
+| GKD001-cpu-throttling | cgroup ``cpu.stat`` deltas of the container or pod cgroup: \
+throttled periods / periods, throttled CPU-time; the hottest function of the same \
+window is added | warning >= 10 % of periods throttled (and >= 5 periods); \
+critical >= 50 % |
+| GKD002-goroutine-leak | goroutine count rising over >= 10 s with >= 75 % of steps \
+non-decreasing; creating stack = the goroutine-profile stack that grew most (else the \
+largest) | warning: +50 and +20 %; critical: x5 or >= 100/s |
+| GKD003-lock-contention | mutex-profile delay, and block-profile time under \
+sync.Mutex/RWMutex, per second of wall clock; futex waits only as supporting evidence \
+(parked OS threads in Go) | warning >= 50 ms/s; critical >= 500 ms/s |
+| GKD004-channel-waits | block-profile time in chansend/chanrecv/selectgo per second \
+| warning >= 500 ms/s; critical >= 5 s/s |
+| GKD005-gc-pressure | GC cycles/s (gc frames), GC share of CPU samples \
+(gcBgMarkWorker, gcDrain, assists), heap growth (gc heap_bytes or two heap profiles), \
+top allocator from the heap profile | warning >= 5 GC/s, or >= 25 % of CPU at >= 0.2 \
+CPU, or heap x2; critical >= 20 GC/s or >= 50 % |
+| GKD006-cpu-hotspot | the app function (not runtime.*) with the largest flat share of \
+CPU samples (eBPF, else pprof CPU profile) | warning: >= 30 % flat while the process \
+uses >= 0.5 CPU; info otherwise |
+| GKD007-syscall-heavy | share of CPU samples under syscall.Syscall*/ \
+internal/runtime/syscall; futex wait rate | warning >= 30 % of samples at >= 0.2 CPU, \
+or >= 20000 futex waits/s |
+| GKD008-target-exited | a ``target_exit`` frame | critical |
+
+Data sources per rule, for "not measured": GKD001 throttle; GKD002
+goroutines; GKD003 mutex or block profile (a profile that is empty because
+the app never called ``runtime.SetMutexProfileFraction`` /
+``SetBlockProfileRate`` counts as not measured, and says so); GKD004 block
+profile; GKD005 gc frames or a heap profile or CPU samples; GKD006 and
+GKD007 CPU samples (eBPF or pprof CPU profile).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from bpf.schema import FrameError, expand_stacks
+from tui.findings.model import (
+    Finding,
+    Related,
+    fmt_bytes,
+    fmt_clock,
+    fmt_ns,
+    fmt_window,
+    sort_findings,
+)
+from tui.profiles.pprof import Profile, ProfileError, Stack, top_functions
+
+NS = 1_000_000_000
+
+
+@dataclass
+class Thresholds:
+    """Every number a rule compares against, in one place so tests and users can tune."""
+
+    throttle_warn_ratio: float = 0.10
+    throttle_crit_ratio: float = 0.50
+    throttle_min_periods: int = 5
+    leak_min_span_s: float = 10.0
+    leak_min_growth: int = 50
+    leak_min_rel_growth: float = 0.20
+    leak_monotonic_share: float = 0.75
+    leak_crit_factor: float = 5.0
+    leak_crit_rate_per_s: float = 100.0
+    mutex_warn_ns_per_s: float = 50e6
+    mutex_crit_ns_per_s: float = 500e6
+    chan_warn_ns_per_s: float = 500e6
+    chan_crit_ns_per_s: float = 5e9
+    gc_warn_per_s: float = 5.0
+    gc_crit_per_s: float = 20.0
+    gc_warn_cpu_share: float = 0.25
+    gc_crit_cpu_share: float = 0.50
+    heap_growth_factor: float = 2.0
+    hotspot_min_cpu: float = 0.5
+    hotspot_warn_share: float = 0.30
+    syscall_warn_share: float = 0.30
+    syscall_min_cpu: float = 0.2
+    futex_churn_per_s: float = 20000.0
+
+
+# Frames that are the Go runtime's own machinery rather than the app's code:
+# a hot spot there is reported by the GC or syscall rules instead.
+RUNTIME_PREFIXES = ("runtime.", "runtime/internal/", "internal/runtime/", "[unknown]")
+SYSCALL_MARKERS = (
+    "syscall.Syscall",
+    "syscall.RawSyscall",
+    "syscall.syscall",
+    "syscall.rawSyscall",
+    "syscall.rawsyscall",
+    "runtime/internal/syscall.",
+    "internal/runtime/syscall.",
+)
+GC_MARKERS = (
+    "runtime.gcBgMarkWorker",
+    "runtime.gcDrain",
+    "runtime.gcAssistAlloc",
+    "runtime.markroot",
+    "runtime.scanobject",
+    "runtime.bgsweep",
+    "runtime.sweepone",
+    "runtime.gcStart",
+)
+CHAN_MARKERS = ("runtime.chansend", "runtime.chanrecv", "runtime.selectgo", "runtime.selectnbrecv")
+LOCK_MARKERS = (
+    "sync.(*Mutex).Lock",
+    "sync.(*Mutex).lockSlow",
+    "sync.(*RWMutex).Lock",
+    "sync.(*RWMutex).RLock",
+    "internal/sync.(*Mutex).Lock",
+    "internal/sync.(*Mutex).lockSlow",
+    "sync.runtime_SemacquireMutex",
+    "sync.runtime_SemacquireRWMutex",
+    "sync.runtime_SemacquireRWMutexR",
+    "internal/sync.runtime_SemacquireMutex",
+)
+
+
+@dataclass
+class ProfileSample:
+    """A fetched profile and the wall-clock window it covers."""
+
+    kind: str
+    t: int  # arrival (end of the window), ns
+    seconds: float  # >0: a delta/duration profile over that many seconds
+    profile: Profile | None
+    empty: bool
+    note: str = ""
+
+    @property
+    def start(self) -> int:
+        return self.t - int(self.seconds * NS)
+
+
+@dataclass
+class _Window:
+    frames: deque = field(default_factory=deque)
+
+    def add(self, t: int, item: Any) -> None:
+        self.frames.append((t, item))
+
+    def prune(self, before: int) -> None:
+        while self.frames and self.frames[0][0] < before:
+            self.frames.popleft()
+
+    def between(self, start: int, end: int) -> list:
+        return [x for t, x in self.frames if start < t <= end]
+
+
+def _is_app_frame(name: str) -> bool:
+    return not name.startswith(RUNTIME_PREFIXES)
+
+
+def _has_marker(frames: Stack, markers: tuple[str, ...]) -> bool:
+    return any(f.startswith(markers) for f in frames)
+
+
+def _short(stack: Stack, n: int = 4) -> str:
+    """Leaf-most frames of a stack for one evidence line, leaf last."""
+    tail = [f for f in stack if _is_app_frame(f)][-n:] or list(stack[-n:])
+    return " → ".join(tail)
+
+
+class FindingsEngine:
+    """Keeps recent frames and evaluates the rules over them."""
+
+    def __init__(self, window_s: float = 60.0, thresholds: Thresholds | None = None) -> None:
+        self.window_ns = int(window_s * NS)
+        self.th = thresholds or Thresholds()
+        self._w: dict[str, _Window] = {
+            k: _Window() for k in ("throttle", "goroutines", "futex", "cpu", "gc")
+        }
+        # Profiles are few and large; keep the last few per kind regardless of window.
+        self.profiles: dict[str, deque[ProfileSample]] = {}
+        self.collectors: dict[str, str] = {}  # name -> on|off|failed (+reason)
+        self.errors: list[dict[str, Any]] = []
+        self.exit: dict[str, Any] | None = None
+        self.hello: dict[str, Any] | None = None
+        self.last_t = 0
+        self.bad_frames = 0
+
+    # --- input --------------------------------------------------------------------
+
+    def feed(self, frame: dict[str, Any]) -> None:
+        """Take one decoded frame. Malformed content is counted, never raised."""
+        try:
+            self._feed(frame)
+        except (KeyError, TypeError, ValueError, FrameError):
+            self.bad_frames += 1
+
+    def _feed(self, fr: dict[str, Any]) -> None:
+        kind = fr.get("kind")
+        t = int(fr["t"])
+        self.last_t = max(self.last_t, t)
+        if kind == "throttle":
+            self._w["throttle"].add(t, fr)
+        elif kind == "goroutines":
+            self._w["goroutines"].add(t, fr)
+        elif kind == "futex":
+            self._w["futex"].add(t, fr)
+        elif kind == "cpu_stacks":
+            self._w["cpu"].add(t, (fr, expand_stacks(fr)))
+        elif kind == "gc":
+            self._w["gc"].add(t, fr)
+        elif kind == "profile":
+            self._feed_profile(fr, t)
+        elif kind == "collector":
+            self.collectors[str(fr["name"])] = str(fr["state"])
+        elif kind == "error":
+            self.errors.append(fr)
+            del self.errors[:-20]
+        elif kind == "target_exit":
+            self.exit = fr
+        elif kind == "hello":
+            self.hello = fr
+        before = self.last_t - self.window_ns
+        for w in self._w.values():
+            w.prune(before)
+
+    def _feed_profile(self, fr: dict[str, Any], t: int) -> None:
+        kind = str(fr["profile"])
+        prof: Profile | None = None
+        empty = bool(fr.get("empty"))
+        note = str(fr.get("note") or "")
+        if not empty and fr.get("data"):
+            try:
+                prof = Profile.from_bytes(base64.b64decode(fr["data"], validate=False))
+                empty = prof.empty
+            except (ProfileError, binascii.Error, ValueError) as e:
+                note = f"profile could not be decoded: {e}"
+                empty = True
+        ps = ProfileSample(kind, t, float(fr.get("seconds") or 0), prof, empty, note)
+        q = self.profiles.setdefault(kind, deque(maxlen=4))
+        q.append(ps)
+
+    def feed_profile(self, kind: str, data: bytes, t: int, seconds: float = 0.0) -> None:
+        """Add a profile fetched outside the frame stream (pprof-only mode, tests)."""
+        prof = Profile.from_bytes(data)
+        q = self.profiles.setdefault(kind, deque(maxlen=4))
+        q.append(ProfileSample(kind, t, seconds, prof, prof.empty))
+
+    # --- output -------------------------------------------------------------------
+
+    def evaluate(self, now_ns: int | None = None) -> list[Finding]:
+        """Every rule's answer over the window ending at ``now_ns``, worst first."""
+        now = int(now_ns if now_ns is not None else self.last_t)
+        start = now - self.window_ns
+        out = [
+            self._throttling(start, now),
+            self._goroutine_leak(start, now),
+            self._lock_contention(start, now),
+            self._channel_waits(start, now),
+            self._gc_pressure(start, now),
+            self._cpu_hotspot(start, now),
+            self._syscall_heavy(start, now),
+        ]
+        if self.exit is not None:
+            out.append(self._target_exited())
+        return sort_findings([f for f in out if f is not None])
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _not_measured(self, rule_id: str, title: str, why: str, pane: str) -> Finding:
+        return Finding(rule_id, "not_measured", title, (why,), "", Related(pane))
+
+    def _span(self, frames: list[dict[str, Any]]) -> tuple[int, int]:
+        s = min(int(f["t"]) - int(f.get("interval_ns") or 0) for f in frames)
+        e = max(int(f["t"]) for f in frames)
+        return s, e
+
+    def _cpu(self, start: int, end: int) -> tuple[list[tuple[Stack, int]], float, str, tuple]:
+        """CPU samples in the window: (stacks, cores used, source, window).
+
+        eBPF samples first (continuous, low-cost); a pprof CPU profile whose
+        window overlaps ours otherwise. Values are sample counts (eBPF) or
+        nanoseconds (pprof); only shares are compared, so the unit cancels.
+        """
+        items = self._w["cpu"].between(start, end)
+        if items:
+            stacks: list[tuple[Stack, int]] = []
+            samples = 0
+            secs = 0.0
+            hz = 0
+            for fr, st in items:
+                stacks.extend(st)
+                samples += sum(c for _, c in st)
+                secs += int(fr.get("interval_ns") or 0) / NS
+                hz = hz or int(fr.get("hz") or 0)
+            cores = samples / (hz * secs) if hz and secs else 0.0
+            return stacks, cores, f"eBPF CPU samples ({samples} at {hz} Hz)", self._span(
+                [fr for fr, _ in items])
+        ps = self._latest_profile("cpu", start, end)
+        if ps and ps.profile is not None and not ps.profile.empty:
+            p = ps.profile
+            try:
+                stacks = p.stacks("cpu")
+            except ProfileError:
+                stacks = p.stacks()
+            dur = p.duration_ns or int(ps.seconds * NS)
+            total = sum(v for _, v in stacks)
+            cores = total / dur if dur else 0.0
+            return stacks, cores, f"pprof CPU profile ({fmt_ns(total)} CPU)", (ps.start, ps.t)
+        return [], 0.0, "", (0, 0)
+
+    def _latest_profile(self, kind: str, start: int, end: int) -> ProfileSample | None:
+        """The newest profile of a kind whose window overlaps [start, end]."""
+        for ps in reversed(self.profiles.get(kind, ())):
+            if ps.t >= start and ps.start <= end:
+                return ps
+        return None
+
+    def _profile_rate(self, kind: str, start: int, end: int, sample_type: str):
+        """(stacks, seconds covered, sample) for a wait profile: a delta profile
+        (``seconds`` > 0) directly, else the difference of the last two
+        cumulative ones. None when there is nothing usable."""
+        ps = self._latest_profile(kind, start, end)
+        if ps is None or ps.profile is None:
+            return None
+        p = ps.profile
+        try:
+            stacks = p.stacks(sample_type)
+        except ProfileError:
+            return None
+        if ps.seconds > 0:
+            return stacks, ps.seconds, ps
+        if p.duration_ns > 0:
+            return stacks, p.duration_ns / NS, ps
+        prev = [q for q in self.profiles.get(kind, ()) if q is not ps and q.profile and q.t < ps.t]
+        if prev:
+            old = prev[-1]
+            before: dict[Stack, int] = {}
+            assert old.profile is not None
+            for st, v in old.profile.stacks(sample_type):
+                before[st] = before.get(st, 0) + v
+            now: dict[Stack, int] = {}
+            for st, v in stacks:
+                now[st] = now.get(st, 0) + v
+            diff = [(st, v - before.get(st, 0)) for st, v in now.items() if v > before.get(st, 0)]
+            return diff, (ps.t - old.t) / NS, ps
+        return None
+
+    def _futex_support(self, start: int, end: int) -> list[str]:
+        fx = self._w["futex"].between(start, end)
+        if not fx:
+            return []
+        waits = sum(int(f["waits"]) for f in fx)
+        wait_ns = sum(int(f["wait_ns"]) for f in fx)
+        s, e = self._span(fx)
+        return [
+            f"Supporting only: {waits} futex waits, {fmt_ns(wait_ns)} waited by OS threads "
+            f"in {fmt_window(s, e)}. In Go these are parked threads (idle Ms, runtime locks), "
+            "not goroutines waiting on a sync.Mutex, so they do not prove contention."
+        ]
+
+    # --- rules --------------------------------------------------------------------
+
+    def _throttling(self, start: int, end: int) -> Finding:
+        rid, title = "GKD001-cpu-throttling", "CPU throttling by the cgroup quota"
+        frames = self._w["throttle"].between(start, end)
+        if not frames:
+            return self._not_measured(rid, title + ": not measured",
+                                      "No cgroup cpu.stat readings (throttle collector off or "
+                                      "node not reachable).", "throttle")
+        s, e = self._span(frames)
+        worst = None
+        lines = []
+        quota_line = ""
+        for level in ("container", "pod"):
+            periods = throttled = tns = usage = 0
+            quota = period = -1
+            for f in frames:
+                c = f.get(level) or {}
+                periods += int(c.get("nr_periods") or 0)
+                throttled += int(c.get("nr_throttled") or 0)
+                tns += int(c.get("throttled_ns") or 0)
+                usage += int(c.get("usage_ns") or 0)
+                quota = int(c.get("quota_us", quota) if c.get("quota_us") is not None else quota)
+                period = int(c.get("period_us") or period)
+            if not frames[0].get(level):
+                continue
+            ratio = throttled / periods if periods else 0.0
+            secs = max(1e-9, (e - s) / NS)
+            cores = usage / NS / secs
+            if quota > 0 and period > 0:
+                limit = quota / period
+                ql = f"{level} quota {quota / 1000:.0f} ms per {period / 1000:.0f} ms = " \
+                     f"{limit:.2f} CPU; used {cores:.2f} CPU on average"
+            else:
+                ql = f"{level}: no CPU limit; used {cores:.2f} CPU on average"
+            quota_line = quota_line or ql
+            lines.append(
+                f"{level} cgroup: {throttled} of {periods} periods throttled ({ratio:.0%}), "
+                f"{fmt_ns(tns)} throttled CPU-time (summed over CPUs) in {fmt_window(s, e)}"
+            )
+            lines.append(ql)
+            if periods >= self.th.throttle_min_periods and (worst is None or ratio > worst[0]):
+                worst = (ratio, throttled, level)
+        if worst is None or worst[1] < self.th.throttle_min_periods or \
+                worst[0] < self.th.throttle_warn_ratio:
+            return Finding(rid, "info", "No significant CPU throttling", tuple(lines), "",
+                           Related("throttle"), 0.0, (s, e))
+        ratio, _, level = worst
+        sev = "critical" if ratio >= self.th.throttle_crit_ratio else "warning"
+        stacks, _cores, src, _win = self._cpu(s, e)
+        stack: Stack = ()
+        if stacks:
+            top = [r for r in top_functions(stacks, None) if _is_app_frame(r.name)]
+            tot = sum(v for _, v in stacks)
+            if top and tot:
+                lines.append(f"Hottest function in the same window: {top[0].name} "
+                             f"({top[0].flat / tot:.0%} flat, {top[0].cum / tot:.0%} cum; {src})")
+                stack = _hot_stack(stacks, top[0].name)
+        return Finding(
+            rid, sev, f"CPU throttled in {ratio:.0%} of periods by the {level} cgroup quota",
+            tuple(lines),
+            "Raise the CPU limit or cut CPU use (see the call tree for the hot path). "
+            "Keep GOMAXPROCS at or below the quota (Go >= 1.25 does this itself; older Go: "
+            "set GOMAXPROCS or use automaxprocs) to avoid bursty throttling.",
+            Related("throttle", stack, "ebpf" if stack else ""), ratio, (s, e))
+
+    def _goroutine_leak(self, start: int, end: int) -> Finding:
+        rid, title = "GKD002-goroutine-leak", "Goroutine leak"
+        frames = self._w["goroutines"].between(start, end)
+        if not frames:
+            return self._not_measured(rid, title + ": not measured",
+                                      "No goroutine counts (pprof not reachable and the uprobe "
+                                      "collector off).", "goroutines")
+        pts = [(int(f["t"]), int(f["count"])) for f in frames]
+        s, e = pts[0][0], pts[-1][0]
+        span = (e - s) / NS
+        first, last = pts[0][1], pts[-1][1]
+        peak = max(c for _, c in pts)
+        lines = [f"{first} → {last} goroutines (peak {peak}) over {fmt_window(s, e)}, "
+                 f"{len(pts)} readings from {frames[-1].get('source', '?')}"]
+        if span < self.th.leak_min_span_s or len(pts) < 3:
+            return Finding(rid, "info", "Goroutine count: too short a window to judge growth",
+                           tuple(lines + [f"Needs >= {self.th.leak_min_span_s:.0f} s."]),
+                           "", Related("goroutines"), 0.0, (s, e))
+        steps = [b[1] - a[1] for a, b in zip(pts, pts[1:], strict=False)]
+        up = sum(1 for d in steps if d >= 0) / len(steps)
+        growth = last - first
+        rate = growth / span if span else 0.0
+        rel = growth / max(first, 1)
+        leaking = (growth >= self.th.leak_min_growth and rel >= self.th.leak_min_rel_growth
+                   and up >= self.th.leak_monotonic_share)
+        if not leaking:
+            return Finding(rid, "info", f"Goroutine count steady ({last})", tuple(lines), "",
+                           Related("goroutines"), 0.0, (s, e))
+        lines.append(f"Net growth {growth:+d} ({rel:+.0%}), {rate:.1f}/s; "
+                     f"{up:.0%} of readings did not go down")
+        sev = "critical" if (last >= first * self.th.leak_crit_factor and first > 0) or \
+            rate >= self.th.leak_crit_rate_per_s else "warning"
+        stack = self._leak_stack(lines)
+        return Finding(
+            rid, sev, f"Goroutine leak: {first} → {last} goroutines, {rate:.1f}/s",
+            tuple(lines),
+            "Find what starts the goroutines on the highlighted stack and why they never "
+            "return: a missing cancel/ctx.Done(), an unread channel, a blocked send with no "
+            "receiver, a missing timeout on an outbound call.",
+            Related("calltree" if stack else "goroutines", stack, "goroutine" if stack else ""),
+            min(1.0, rel / 10 + 0.5), (s, e))
+
+    def _leak_stack(self, lines: list[str]) -> Stack:
+        profs = [p for p in self.profiles.get("goroutine", ()) if p.profile and not p.empty]
+        if not profs:
+            lines.append("No goroutine profile fetched: the creating stack is unknown "
+                         "(fetch one: the goroutine profile).")
+            return ()
+        newest = profs[-1]
+        assert newest.profile is not None
+        cur: dict[Stack, int] = {}
+        for st, v in newest.profile.stacks():
+            cur[st] = cur.get(st, 0) + v
+        how = "largest group"
+        if len(profs) >= 2:
+            assert profs[-2].profile is not None
+            old: dict[Stack, int] = {}
+            for st, v in profs[-2].profile.stacks():
+                old[st] = old.get(st, 0) + v
+            grown = {st: v - old.get(st, 0) for st, v in cur.items() if v > old.get(st, 0)}
+            if grown:
+                cur, how = grown, "grew most between the last two goroutine profiles"
+        stack, n = max(cur.items(), key=lambda kv: (kv[1], kv[0]))
+        entry = next((f for f in stack if _is_app_frame(f)), stack[0] if stack else "?")
+        lines.append(f"Goroutine profile at {fmt_clock(newest.t)} UTC: {n} goroutines "
+                     f"({how}) started in {entry}, blocked at {_short(stack)}")
+        return stack
+
+    def _lock_contention(self, start: int, end: int) -> Finding:
+        rid, title = "GKD003-lock-contention", "Lock contention"
+        mutex = self._profile_rate("mutex", start, end, "delay")
+        block = self._profile_rate("block", start, end, "delay")
+        support = self._futex_support(start, end)
+        if mutex is None and block is None:
+            why = self._why_missing(("mutex", "block"))
+            return Finding(rid, "not_measured", title + ": not measured", tuple([why] + support),
+                           "Enable runtime.SetMutexProfileFraction(5) and "
+                           "runtime.SetBlockProfileRate in the app, then fetch the mutex profile.",
+                           Related("futex" if support else "findings"))
+        lines: list[str] = []
+        best_rate = 0.0
+        best_stack: Stack = ()
+        src = ""
+        win = (start, end)
+        if mutex is not None:
+            stacks, secs, ps = mutex
+            tot = sum(v for _, v in stacks)
+            rate = tot / secs if secs else 0.0
+            win = (ps.start if ps.seconds else ps.t - int(secs * NS), ps.t)
+            lines.append(f"mutex profile: {fmt_ns(tot)} of waiting on contended locks over "
+                         f"{secs:.0f} s ({fmt_ns(rate)} per second) in {fmt_window(*win)}")
+            if stacks:
+                st, v = max(stacks, key=lambda x: x[1])
+                lines.append(f"Top contended lock released at {_short(st)} ({v / max(tot, 1):.0%})")
+                best_stack, src = st, "mutex"
+            best_rate = rate
+        if block is not None:
+            stacks, secs, ps = block
+            locks = [(st, v) for st, v in stacks if _has_marker(st, LOCK_MARKERS)]
+            tot = sum(v for _, v in locks)
+            rate = tot / secs if secs else 0.0
+            bwin = (ps.start if ps.seconds else ps.t - int(secs * NS), ps.t)
+            lines.append(f"block profile: {fmt_ns(tot)} blocked in sync.Mutex/RWMutex over "
+                         f"{secs:.0f} s ({fmt_ns(rate)} per second) in {fmt_window(*bwin)}")
+            if rate > best_rate and locks:
+                best_rate = rate
+                best_stack, src = max(locks, key=lambda x: x[1])[0], "block"
+                win = bwin
+        lines.extend(support)
+        if best_rate < self.th.mutex_warn_ns_per_s:
+            return Finding(rid, "info", "No significant lock contention", tuple(lines), "",
+                           Related("calltree", best_stack, src), 0.0, win)
+        sev = "critical" if best_rate >= self.th.mutex_crit_ns_per_s else "warning"
+        return Finding(
+            rid, sev,
+            f"Lock contention: goroutines wait {fmt_ns(best_rate)} per second on mutexes",
+            tuple(lines),
+            "Shorten the critical section on the highlighted stack, shard the lock, or "
+            "replace it (atomic, sync.Map, per-goroutine state). The mutex profile names the "
+            "holder that released it late; the block profile names the waiters.",
+            Related("calltree", best_stack, src), min(1.0, best_rate / self.th.mutex_crit_ns_per_s),
+            win)
+
+    def _why_missing(self, kinds: tuple[str, ...]) -> str:
+        notes = []
+        for k in kinds:
+            q = self.profiles.get(k)
+            if not q:
+                notes.append(f"no {k} profile fetched")
+            elif q[-1].empty:
+                notes.append(f"{k} profile empty" + (f" ({q[-1].note})" if q[-1].note else
+                             " (the app has not enabled it: runtime.SetMutexProfileFraction / "
+                             "runtime.SetBlockProfileRate)"))
+        return "; ".join(notes) + "."
+
+    def _channel_waits(self, start: int, end: int) -> Finding:
+        rid, title = "GKD004-channel-waits", "Goroutines blocked on channels"
+        block = self._profile_rate("block", start, end, "delay")
+        if block is None:
+            return self._not_measured(rid, title + ": not measured", self._why_missing(("block",)),
+                                      "calltree")
+        stacks, secs, ps = block
+        chans = [(st, v) for st, v in stacks if _has_marker(st, CHAN_MARKERS)]
+        tot = sum(v for _, v in chans)
+        alltot = sum(v for _, v in stacks)
+        rate = tot / secs if secs else 0.0
+        win = (ps.start if ps.seconds else ps.t - int(secs * NS), ps.t)
+        lines = [f"block profile: {fmt_ns(tot)} blocked in channel operations "
+                 f"({tot / max(alltot, 1):.0%} of all blocking) over {secs:.0f} s, "
+                 f"{fmt_ns(rate)} per second, in {fmt_window(*win)}"]
+        stack: Stack = ()
+        if chans:
+            stack, v = max(chans, key=lambda x: x[1])
+            lines.append(f"Longest waits at {_short(stack)} ({v / max(tot, 1):.0%})")
+        if rate < self.th.chan_warn_ns_per_s:
+            return Finding(rid, "info", "No significant channel waits", tuple(lines), "",
+                           Related("calltree", stack, "block"), 0.0, win)
+        sev = "critical" if rate >= self.th.chan_crit_ns_per_s else "warning"
+        return Finding(
+            rid, sev, f"Channel waits: goroutines blocked {fmt_ns(rate)} per second on channels",
+            tuple(lines),
+            "Look at the highlighted send/receive: a slow consumer, an unbuffered channel "
+            "between stages of different speed, or a worker pool too small for the load. "
+            "Add buffering or workers, or apply backpressure upstream.",
+            Related("calltree", stack, "block"), min(1.0, rate / self.th.chan_crit_ns_per_s), win)
+
+    def _gc_pressure(self, start: int, end: int) -> Finding:
+        rid, title = "GKD005-gc-pressure", "GC / heap pressure"
+        gcs = self._w["gc"].between(start, end)
+        stacks, cores, src, cwin = self._cpu(start, end)
+        heaps = [p for p in self.profiles.get("heap", ()) if p.profile and not p.empty]
+        if not gcs and not stacks and not heaps:
+            return self._not_measured(rid, title + ": not measured",
+                                      "No GC events, CPU samples or heap profile.", "findings")
+        lines: list[str] = []
+        sev_score = 0.0
+        sev = "info"
+        win = cwin
+        stack: Stack = ()
+        if gcs:
+            s, e = self._span(gcs)
+            win = (s, e)
+            cycles = sum(int(f["cycles"]) for f in gcs)
+            secs = max(1e-9, (e - s) / NS)
+            rate = cycles / secs
+            pause = sum(int(f.get("pause_ns") or 0) for f in gcs)
+            line = f"{cycles} GC cycles in {fmt_window(s, e)} ({rate:.1f}/s)"
+            if pause:
+                line += f", {fmt_ns(pause)} total pause"
+            lines.append(line)
+            heap = [int(f["heap_bytes"]) for f in gcs if f.get("heap_bytes")]
+            if len(heap) >= 2:
+                lines.append(f"heap {fmt_bytes(heap[0])} → {fmt_bytes(heap[-1])}")
+                if heap[0] and heap[-1] / heap[0] >= self.th.heap_growth_factor:
+                    sev, sev_score = "warning", max(sev_score, 0.5)
+            if rate >= self.th.gc_crit_per_s:
+                sev, sev_score = "critical", max(sev_score, 1.0)
+            elif rate >= self.th.gc_warn_per_s and sev != "critical":
+                sev, sev_score = "warning", max(sev_score, rate / self.th.gc_crit_per_s)
+        if stacks:
+            tot = sum(v for _, v in stacks)
+            gcv = sum(v for st, v in stacks if _has_marker(st, GC_MARKERS))
+            alloc = sum(v for st, v in stacks if _has_marker(st, ("runtime.mallocgc",)))
+            share = gcv / tot if tot else 0.0
+            lines.append(f"GC work is {share:.0%} of CPU samples, allocation (mallocgc) "
+                         f"{alloc / max(tot, 1):.0%}, at {cores:.2f} CPU "
+                         f"({src}, {fmt_window(*cwin)})")
+            if cores >= self.th.syscall_min_cpu:
+                if share >= self.th.gc_crit_cpu_share:
+                    sev, sev_score = "critical", max(sev_score, share)
+                elif share >= self.th.gc_warn_cpu_share and sev != "critical":
+                    sev, sev_score = "warning", max(sev_score, share)
+            allocs = [(st, v) for st, v in stacks if _has_marker(st, ("runtime.mallocgc",))]
+            if allocs:
+                stack = _caller_of(max(allocs, key=lambda x: x[1])[0], "runtime.mallocgc")
+        if heaps:
+            hp = heaps[-1]
+            assert hp.profile is not None
+            try:
+                inuse = hp.profile.stacks("inuse_space")
+                alloc_sp = hp.profile.stacks("alloc_space")
+            except ProfileError:
+                inuse, alloc_sp = hp.profile.stacks(), []
+            lines.append(f"heap profile: {fmt_bytes(sum(v for _, v in inuse))} in use (sampled)")
+            top = [r for r in top_functions(alloc_sp or inuse, None) if _is_app_frame(r.name)]
+            if top:
+                tot = sum(v for _, v in (alloc_sp or inuse))
+                lines.append(f"Top allocator: {top[0].name} ({top[0].cum / max(tot, 1):.0%} of "
+                             f"{'allocated' if alloc_sp else 'in-use'} bytes)")
+                stack = stack or _hot_stack(alloc_sp or inuse, top[0].name)
+            if len(heaps) >= 2:
+                old = heaps[-2].profile
+                assert old is not None
+                try:
+                    a = old.total("inuse_space")
+                    b = hp.profile.total("inuse_space")
+                except ProfileError:
+                    a = b = 0
+                if a and b / a >= self.th.heap_growth_factor:
+                    lines.append(f"in-use heap grew {fmt_bytes(a)} → {fmt_bytes(b)} between "
+                                 "the last two heap profiles")
+                    if sev == "info":
+                        sev, sev_score = "warning", 0.5
+        if sev == "info":
+            return Finding(rid, "info", "GC and heap look normal", tuple(lines), "",
+                           Related("calltree", stack, "heap" if heaps else ""), 0.0, win)
+        return Finding(
+            rid, sev, "GC pressure: the app allocates fast enough to keep the GC busy",
+            tuple(lines),
+            "Cut allocations on the highlighted path (reuse buffers, sync.Pool, avoid "
+            "per-request maps/fmt), or trade memory for CPU with GOGC/GOMEMLIMIT. If the "
+            "in-use heap keeps growing, look for a cache or slice that is never trimmed.",
+            Related("calltree", stack, "heap" if heaps else "ebpf"), sev_score, win)
+
+    def _cpu_hotspot(self, start: int, end: int) -> Finding:
+        rid, title = "GKD006-cpu-hotspot", "CPU hot spot"
+        stacks, cores, src, win = self._cpu(start, end)
+        if not stacks:
+            return self._not_measured(rid, title + ": not measured",
+                                      "No CPU samples (eBPF cpu_stacks off and no CPU profile "
+                                      "fetched).", "calltree")
+        tot = sum(v for _, v in stacks)
+        rows = top_functions(stacks, None)
+        app = [r for r in rows if _is_app_frame(r.name)]
+        lines = [f"{cores:.2f} CPU used in {fmt_window(*win)} ({src})"]
+        if rows:
+            r0 = rows[0]
+            lines.append(f"Top function overall: {r0.name} {r0.flat / tot:.0%} flat, "
+                         f"{r0.cum / tot:.0%} cum")
+        if not app:
+            return Finding(rid, "info", "CPU time is all in the Go runtime", tuple(lines), "",
+                           Related("calltree"), 0.0, win)
+        top = app[0]
+        share = top.flat / tot
+        lines.append(f"Top app function: {top.name} {share:.0%} flat, {top.cum / tot:.0%} cum")
+        stack = _hot_stack(stacks, top.name)
+        if share >= self.th.hotspot_warn_share and cores >= self.th.hotspot_min_cpu:
+            return Finding(
+                rid, "warning", f"CPU hot spot: {top.name} uses {share:.0%} of {cores:.2f} CPU",
+                tuple(lines),
+                "Open the highlighted path in the call tree; optimise or cache that function, "
+                "or move the work off the request path. Export the CPU profile for "
+                "`go tool pprof -list` line detail.",
+                Related("calltree", stack, "ebpf" if "eBPF" in src else "cpu"),
+                share * min(1.0, cores), win)
+        sev_title = f"Busiest function: {top.name} ({share:.0%} of {cores:.2f} CPU)"
+        return Finding(rid, "info", sev_title, tuple(lines), "",
+                       Related("calltree", stack, "ebpf" if "eBPF" in src else "cpu"), 0.0, win)
+
+    def _syscall_heavy(self, start: int, end: int) -> Finding:
+        rid, title = "GKD007-syscall-heavy", "Syscall-heavy behaviour"
+        stacks, cores, src, win = self._cpu(start, end)
+        fx = self._w["futex"].between(start, end)
+        if not stacks and not fx:
+            return self._not_measured(rid, title + ": not measured",
+                                      "No CPU samples and no futex counts.", "calltree")
+        lines: list[str] = []
+        sev, score = "info", 0.0
+        stack: Stack = ()
+        if stacks:
+            tot = sum(v for _, v in stacks)
+            sc = [(st, v) for st, v in stacks if _has_marker(st, SYSCALL_MARKERS)]
+            share = sum(v for _, v in sc) / tot if tot else 0.0
+            lines.append(f"{share:.0%} of CPU samples are inside syscalls "
+                         f"(syscall.Syscall*, internal/runtime/syscall) at {cores:.2f} CPU "
+                         f"({src}, {fmt_window(*win)})")
+            if sc:
+                callers: dict[str, int] = {}
+                for st, v in sc:
+                    c = _syscall_caller(st)
+                    callers[c] = callers.get(c, 0) + v
+                c, v = max(callers.items(), key=lambda kv: kv[1])
+                lines.append(f"Most syscall time from {c} ({v / max(tot, 1):.0%} of samples)")
+                stack = _hot_stack(sc, c)
+            if share >= self.th.syscall_warn_share and cores >= self.th.syscall_min_cpu:
+                sev, score = "warning", share
+        if fx:
+            s, e = self._span(fx)
+            waits = sum(int(f["waits"]) for f in fx)
+            rate = waits / max(1e-9, (e - s) / NS)
+            lines.append(f"{waits} futex waits ({rate:.0f}/s) in {fmt_window(s, e)}: "
+                         "in Go, a high rate means threads parking and waking (scheduler churn), "
+                         "not lock contention")
+            if rate >= self.th.futex_churn_per_s:
+                sev, score = "warning", max(score, min(1.0, rate / (5 * self.th.futex_churn_per_s)))
+        if sev == "info":
+            return Finding(rid, "info", "Syscall load is normal", tuple(lines), "",
+                           Related("calltree", stack, "ebpf"), 0.0, win)
+        return Finding(
+            rid, "warning", "Syscall-heavy: much CPU goes into system calls",
+            tuple(lines),
+            "Batch small reads/writes (bufio), avoid per-request file opens/stat, reuse "
+            "connections. Check strace -c -f -p PID or the futex pane for which calls.",
+            Related("calltree", stack, "ebpf"), score, win)
+
+    def _target_exited(self) -> Finding:
+        ex = self.exit or {}
+        what = ", ".join(f"{k}={ex[k]}" for k in ("reason", "exit_code", "signal") if k in ex)
+        t = int(ex.get("t", 0))
+        return Finding("GKD008-target-exited", "critical", "The target process exited",
+                       (f"{what} at {fmt_clock(t)} UTC",),
+                       "Check the container's logs and restart count; the agent re-attaches "
+                       "when the container restarts.", Related("findings"), 1.0, (t, t))
+
+
+def _hot_stack(stacks: list[tuple[Stack, int]], name: str) -> Stack:
+    """The heaviest stack through ``name``, cut at ``name`` (for highlighting)."""
+    best: dict[Stack, int] = {}
+    for st, v in stacks:
+        if name in st:
+            cut = st[: st.index(name) + 1]
+            best[cut] = best.get(cut, 0) + v
+    if not best:
+        return ()
+    return max(best.items(), key=lambda kv: (kv[1], kv[0]))[0]
+
+
+def _caller_of(stack: Stack, name: str) -> Stack:
+    """The stack up to the nearest app frame above ``name``."""
+    if name not in stack:
+        return stack
+    i = stack.index(name)
+    j = i
+    while j > 0 and not _is_app_frame(stack[j - 1]):
+        j -= 1
+    return stack[: max(j, 1)]
+
+
+def _syscall_caller(stack: Stack) -> str:
+    """The innermost non-runtime, non-syscall frame above the syscall entry."""
+    for f in reversed(stack):
+        if _is_app_frame(f) and not f.startswith(SYSCALL_MARKERS) and not f.startswith(
+            ("syscall.", "os.(*File).", "internal/poll.", "os.")
+        ):
+            return f
+    for f in reversed(stack):
+        if _is_app_frame(f) and not f.startswith(SYSCALL_MARKERS):
+            return f
+    return stack[-1] if stack else "?"
