@@ -116,7 +116,9 @@ def apply_limits(path: Path, limits: Limits, hierarchy: Path) -> None:
     if ctrl == "cpu":
         if limits.cpu_millis:
             _write(path / "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            _write(path / "cpu.cfs_quota_us", str(max(1000, limits.cpu_millis * CFS_PERIOD_US // 1000)))
+            _write(
+                path / "cpu.cfs_quota_us", str(max(1000, limits.cpu_millis * CFS_PERIOD_US // 1000))
+            )
         if limits.cpu_request_millis:
             _write(path / "cpu.shares", str(max(2, limits.cpu_request_millis * 1024 // 1000)))
     elif ctrl == "memory" and limits.memory_bytes:
@@ -138,8 +140,9 @@ def create_pod(uid: str, qos: str, limits: Limits, root: Path = CGROUP_ROOT) -> 
     return out
 
 
-def create_container(uid: str, qos: str, container_id: str, limits: Limits,
-                     root: Path = CGROUP_ROOT) -> list[Path]:
+def create_container(
+    uid: str, qos: str, container_id: str, limits: Limits, root: Path = CGROUP_ROOT
+) -> list[Path]:
     """Create the container cgroup under the pod cgroup in every hierarchy."""
     rel = pod_relpath(uid, qos) + "/" + container_id
     out = []

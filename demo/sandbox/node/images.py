@@ -84,12 +84,12 @@ def resolve(name: str, bin_dir: Path = BIN_DIR) -> Image:
     """Map an image name to a binary; raise ImagePullError if there is none."""
     repo = _repo(name.strip())
     if repo.startswith("local/"):
-        path = Path("/" + repo[len("local/"):].lstrip("/"))
+        path = Path("/" + repo[len("local/") :].lstrip("/"))
         if path.is_file() and os.access(path, os.X_OK):
             return Image(name, path, str(path))
         raise _not_found(name)
     if repo.startswith("sandbox.local/"):
-        short = repo[len("sandbox.local/"):]
+        short = repo[len("sandbox.local/") :]
         if short == "busybox":
             if BUSYBOX.is_file():
                 return Image(name, BUSYBOX, "/bin/busybox")

@@ -65,7 +65,9 @@ def bridge_addresses() -> list[str]:
 def ensure_bridge(node_ip: str) -> None:
     """Create the bridge with the gateway address if missing; add ``node_ip`` to it."""
     if ipaddress.ip_address(node_ip) not in POD_CIDR:
-        raise NetworkError(f"node IP {node_ip} is outside {POD_CIDR}; use 10.88.N.1 with N in 1..254")
+        raise NetworkError(
+            f"node IP {node_ip} is outside {POD_CIDR}; use 10.88.N.1 with N in 1..254"
+        )
     with host_lock():
         if not link_exists(BRIDGE):
             ip("link", "add", BRIDGE, "type", "bridge")
@@ -78,7 +80,7 @@ def ensure_bridge(node_ip: str) -> None:
 
 
 def release_node(node_ip: str) -> bool:
-    """Remove ``node_ip`` from the bridge; delete the bridge when no node is left. True if deleted."""
+    """Take ``node_ip`` off the bridge; delete the bridge if no node is left (then True)."""
     with host_lock():
         if not link_exists(BRIDGE):
             return True

@@ -56,13 +56,14 @@ def build(root: Path, image: Image, hostname: str, pod_ip: str, namespace: str) 
     etc = root / "etc"
     (etc / "hostname").write_text(hostname + "\n")
     (etc / "hosts").write_text(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        f"{pod_ip}\t{hostname}\n"
+        f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{pod_ip}\t{hostname}\n"
     )
     (etc / "resolv.conf").write_text(
         f"search {namespace}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
     )
-    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    (etc / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
+    )
     (etc / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
 
 

@@ -161,8 +161,16 @@ class SandboxRuntime:
         pdir = self.pods_dir / pod.uid
         pdir.mkdir(parents=True, exist_ok=True)
         pod_ip = self.ipam.allocate(pod.uid)
-        _write_json(pdir / "pod.json", {"uid": pod.uid, "namespace": pod.namespace, "name": pod.name,
-                                        "qos": pod.qos, "podIP": pod_ip})
+        _write_json(
+            pdir / "pod.json",
+            {
+                "uid": pod.uid,
+                "namespace": pod.namespace,
+                "name": pod.name,
+                "qos": pod.qos,
+                "podIP": pod_ip,
+            },
+        )
         if not network.pod_network_ok(pod.uid, pod_ip):
             network.create_pod_network(pod.uid, pod_ip)
         cgroups.create_pod(pod.uid, pod.qos, pod.limits)
@@ -180,7 +188,7 @@ class SandboxRuntime:
             if info.state == "running":
                 self._kill(info, signal.SIGKILL)
         qos = meta.get("qos")
-        for q in ([qos] if qos else ["Guaranteed", "Burstable", "BestEffort"]):
+        for q in [qos] if qos else ["Guaranteed", "Burstable", "BestEffort"]:
             cgroups.remove_pod(pod_uid, q)
         network.delete_pod_network(pod_uid)
         self.ipam.release(pod_uid)
@@ -201,7 +209,9 @@ class SandboxRuntime:
         image = self.resolve_image(container.image)  # raises ImagePullError
         meta = self.pod_meta(pod.uid)
         if meta is None:
-            raise RuntimeError(f"pod {pod.namespace}/{pod.name} has no sandbox: call run_pod_sandbox first")
+            raise RuntimeError(
+                f"pod {pod.namespace}/{pod.name} has no sandbox: call run_pod_sandbox first"
+            )
         cid = secrets.token_hex(32)
         cdir = self._cdir(pod.uid, cid)
         cdir.mkdir(parents=True)
@@ -209,20 +219,43 @@ class SandboxRuntime:
         rootfs.build(root, image, pod.name, meta["podIP"], pod.namespace)
         cg = cgroups.create_container(pod.uid, pod.qos, cid, container.limits)
         argv = list(container.command or [image.container_path]) + list(container.args)
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "HOSTNAME": pod.name, **container.env}
-        spec = {"rootfs": str(root), "netns": network.netns_path(pod.uid), "cgroups": [str(p) for p in cg],
-                "hostname": pod.name, "argv": argv, "env": env, "cwd": container.working_dir or "/",
-                "log": str(cdir / "log")}
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOSTNAME": pod.name,
+            **container.env,
+        }
+        spec = {
+            "rootfs": str(root),
+            "netns": network.netns_path(pod.uid),
+            "cgroups": [str(p) for p in cg],
+            "hostname": pod.name,
+            "argv": argv,
+            "env": env,
+            "cwd": container.working_dir or "/",
+            "log": str(cdir / "log"),
+        }
         _write_json(cdir / "spec.json", spec)
-        record = {"id": cid, "name": container.name, "podUID": pod.uid, "qos": pod.qos,
-                  "image": container.image, "imageID": image.image_id, "attempt": container.attempt,
-                  "created": time.time()}
+        record = {
+            "id": cid,
+            "name": container.name,
+            "podUID": pod.uid,
+            "qos": pod.qos,
+            "image": container.image,
+            "imageID": image.image_id,
+            "attempt": container.attempt,
+            "created": time.time(),
+        }
         _write_json(cdir / "record.json", record)
         with open(cdir / "shim.log", "ab") as log:
-            shim = subprocess.Popen([sys.executable, str(SHIM), str(cdir / "spec.json")],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, close_fds=True, cwd=str(cdir))
+            shim = subprocess.Popen(
+                [sys.executable, str(SHIM), str(cdir / "spec.json")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+                cwd=str(cdir),
+            )
         self._shims[cid] = shim
         record["shimPID"] = shim.pid
         deadline = time.monotonic() + 10
@@ -246,18 +279,29 @@ class SandboxRuntime:
         if rec is None:
             return None
         started = _read_json(cdir / "started") or {}
-        info = ContainerInfo(id=container_id, name=rec["name"], pod_uid=pod_uid, image=rec["image"],
-                             image_id=rec["imageID"], attempt=rec.get("attempt", 0), state="running",
-                             pid=started.get("pid", 0), started_at=started.get("startedAt", 0.0))
+        info = ContainerInfo(
+            id=container_id,
+            name=rec["name"],
+            pod_uid=pod_uid,
+            image=rec["image"],
+            image_id=rec["imageID"],
+            attempt=rec.get("attempt", 0),
+            state="running",
+            pid=started.get("pid", 0),
+            started_at=started.get("startedAt", 0.0),
+        )
         ex = _read_json(cdir / "exit")
         self._reap(container_id)
         if ex is None and info.pid and _alive(info.pid, rec.get("pidStart")):
             return info
         if ex is None:
             # Shim and container are gone without an exit record (e.g. killed together).
-            ex = _read_json(cdir / "exit") or {"exitCode": 255, "reason": "Unknown",
-                                                 "message": "the container's shim disappeared",
-                                                 "finishedAt": time.time()}
+            ex = _read_json(cdir / "exit") or {
+                "exitCode": 255,
+                "reason": "Unknown",
+                "message": "the container's shim disappeared",
+                "finishedAt": time.time(),
+            }
             _write_json(cdir / "exit", ex)
         info.state = "exited"
         info.exit_code = ex.get("exitCode", 255)
@@ -288,7 +332,9 @@ class SandboxRuntime:
                 pass
         if sig == signal.SIGKILL:
             for h in cgroups.hierarchies():
-                cgroups.kill_all(h / cgroups.pod_relpath(info.pod_uid, rec.get("qos", "BestEffort")) / info.id)
+                cgroups.kill_all(
+                    h / cgroups.pod_relpath(info.pod_uid, rec.get("qos", "BestEffort")) / info.id
+                )
 
     def stop_container(self, pod_uid: str, container_id: str, grace: float) -> None:
         info = self.container_status(pod_uid, container_id)

@@ -36,7 +36,13 @@ MNT_DETACH = 2
 SYS_PIVOT_ROOT = 155  # x86_64
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 
@@ -51,7 +57,9 @@ def _b(s: str | None) -> bytes | None:
     return None if s is None else s.encode()
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     """mount(2)."""
     _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), f"mount {target}")
 
@@ -70,8 +78,12 @@ def _setup_dev(root: str) -> None:
         target = os.path.join(dev, name)
         open(target, "w").close()
         mount("/dev/" + name, target, None, MS_BIND)
-    for name, dest in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                       ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for name, dest in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(dest, os.path.join(dev, name))
     os.mkdir(os.path.join(dev, "shm"))
     mount("shm", os.path.join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=16m")
@@ -127,8 +139,10 @@ def main(spec_path: str) -> int:
         # mount namespace is unshared in the child, so its pivot_root leaves the shim's root alone.
         _check(_libc.unshare(CLONE_NEWPID), "unshare pid")
     except OSError as e:
-        _write_json(exit_file, {"exitCode": 128, "reason": "StartError", "message": str(e),
-                                "finishedAt": time.time()})
+        _write_json(
+            exit_file,
+            {"exitCode": 128, "reason": "StartError", "message": str(e), "finishedAt": time.time()},
+        )
         return 1
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()

@@ -1,0 +1,81 @@
+"""``python -m demo.sandbox.node run|cleanup``: see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import cgroups, network
+    from .kubelet import NodeAgent
+    from .runtime import SandboxRuntime
+
+    state = Path(args.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "node.json").write_text(
+        json.dumps({"nodeName": args.node_name, "nodeIP": args.node_ip, "pid": os.getpid()})
+    )
+    network.ensure_bridge(args.node_ip)
+    runtime = SandboxRuntime(state, args.node_ip)
+    agent = NodeAgent(args.kubeconfig, args.node_name, args.node_ip, runtime)
+    # SIGTERM/SIGINT only set a flag: the main loop stops every pod and cleans up.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: (agent.stopping.set(), agent.wake.set()))
+    try:
+        agent.run()
+    finally:
+        runtime.remove_all()
+        network.release_node(args.node_ip)
+        cgroups.remove_shared_if_empty()
+    return 0
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from .teardown import cleanup_state_dir, teardown_host
+
+    cleanup_state_dir(Path(args.state_dir))
+    if args.host:
+        teardown_host()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m demo.sandbox.node", description="The sandbox's kubelet stand-in."
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run a node in the foreground until SIGTERM")
+    r.add_argument("--kubeconfig", required=True)
+    r.add_argument("--node-name", required=True)
+    r.add_argument("--node-ip", required=True, help="10.88.N.1")
+    r.add_argument("--state-dir", required=True)
+    c = sub.add_parser("cleanup", help="remove everything a node left behind")
+    c.add_argument("--state-dir", required=True)
+    c.add_argument(
+        "--host",
+        action="store_true",
+        help="also delete the bridge and shared cgroups (after the last node)",
+    )
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if os.geteuid() != 0:
+        print(
+            "the node runtime needs root (namespaces, cgroups, the bridge): run it with sudo",
+            file=sys.stderr,
+        )
+        return 1
+    return _run(args) if args.cmd == "run" else _cleanup(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
