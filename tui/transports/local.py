@@ -68,7 +68,9 @@ class LocalLink:
 
     def lines(self) -> Iterator[bytes]:
         assert self._proc.stdout is not None
-        yield from self._proc.stdout
+        # Not `yield from`: closing this generator would close the pipe itself.
+        for line in iter(self._proc.stdout.readline, b""):
+            yield line
         self._proc.wait()
 
     def write(self, line: bytes) -> None:

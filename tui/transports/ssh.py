@@ -191,9 +191,16 @@ class SSHLink:
         async def out() -> None:
             try:
                 async for line in self._proc.stdout:
+                    if not line:
+                        continue  # asyncssh yields b"" at EOF
                     # A full queue means the console is not keeping up: block the
                     # SSH reader (TCP back-pressure) rather than grow without bound.
-                    await asyncio.get_running_loop().run_in_executor(None, self._lines.put, line)
+                    try:
+                        self._lines.put_nowait(line)
+                    except queue.Full:
+                        await asyncio.get_running_loop().run_in_executor(
+                            None, self._lines.put, line
+                        )
             except Exception as e:  # noqa: BLE001 - connection lost mid-read
                 self._end = self._end or f"SSH connection lost: {e}"
 
