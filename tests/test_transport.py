@@ -20,9 +20,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import need
 
 from bpf.schema import decode_frame, encode, make_command
-from conftest import need
 from tui.sources.base import ContainerInfo, PodInfo
 from tui.transports.base import AgentTarget, TransportError
 from tui.transports.bundle import AgentBundle, agent_bundle

@@ -69,7 +69,7 @@ class LocalLink:
     def lines(self) -> Iterator[bytes]:
         assert self._proc.stdout is not None
         # Not `yield from`: closing this generator would close the pipe itself.
-        for line in iter(self._proc.stdout.readline, b""):
+        while line := self._proc.stdout.readline():
             yield line
         self._proc.wait()
 
