@@ -12,9 +12,10 @@ from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import cgroups, network
+    from . import network
     from .kubelet import NodeAgent
     from .runtime import SandboxRuntime
+    from .teardown import leave_host
 
     state = Path(args.state_dir)
     state.mkdir(parents=True, exist_ok=True)
@@ -31,8 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         agent.run()
     finally:
         runtime.remove_all()
-        network.release_node(args.node_ip)
-        cgroups.remove_shared_if_empty()
+        leave_host(args.node_ip)
     return 0
 
 

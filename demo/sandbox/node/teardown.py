@@ -49,8 +49,17 @@ def cleanup_state_dir(state_dir: Path | str) -> None:
     node_ip = _node_ip(state_dir)
     SandboxRuntime(state_dir, node_ip or "10.88.0.1").remove_all()
     if node_ip:
-        network.release_node(node_ip)
+        leave_host(node_ip)
+    else:
+        cgroups.remove_shared_if_empty()
+
+
+def leave_host(node_ip: str) -> None:
+    """Take this node off the bridge; the last node out also removes bridge, cgroups, /run dir."""
+    last = network.release_node(node_ip)
     cgroups.remove_shared_if_empty()
+    if last:
+        _remove_host_dir()
 
 
 def teardown_host() -> None:
@@ -66,3 +75,15 @@ def teardown_host() -> None:
                 network.ip("netns", "del", p.name, check=False)
     network.teardown_bridge()
     cgroups.remove_shared_if_empty()
+    _remove_host_dir()
+
+
+def _remove_host_dir() -> None:
+    """Drop /run/gkd-sandbox once it holds nothing but the lock file."""
+    d = network.HOST_DIR
+    if d.is_dir() and {p.name for p in d.iterdir()} <= {"net.lock"}:
+        (d / "net.lock").unlink(missing_ok=True)
+        try:
+            d.rmdir()
+        except OSError:
+            pass
