@@ -1,0 +1,238 @@
+"""One opened binary (an executable or shared object) and its symbol tables.
+
+``Binary`` answers "which function holds link-time address X" from ``.symtab``
+when present, else from ``.gopclntab``, and expands file:line and inlined frames
+from the pclntab when the binary is Go. Binaries are cached per (dev, inode) so
+every pod running the same image shares one parse.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from bisect import bisect_right
+from typing import NamedTuple
+
+from .buildinfo import BUILDINFO_MAGIC, parse_go_version
+from .elf import ElfError, ElfFile
+from .gopclntab import MAGIC_118, MAGIC_120, Pclntab, PclntabError, looks_like_header
+
+# moduledata (runtime/symtab.go) starts: pcHeader, 6 slices (18 words),
+# findfunctab, minpc, maxpc, text (word 22). Further down, ``rodata`` is followed
+# by ``gofunc``, but the words in between change between releases (1.27 added
+# typedesclen, itaboffset, itabsize), so gofunc is found by that pattern.
+_MODULEDATA_TEXT_WORD = 22
+_MODULEDATA_SCAN_WORDS = 64
+
+
+class Frame(NamedTuple):
+    """One symbolized frame. ``file``/``line`` are empty/0 when unknown."""
+
+    func: str
+    file: str = ""
+    line: int = 0
+    inlined: bool = False
+
+
+def _strip_abi(name: str) -> str:
+    # The Go linker mangles assembly (ABI0) symbols in .symtab as "x.abi0";
+    # the pclntab, runtime.FuncForPC and pprof use the plain name.
+    return name[:-5] if name.endswith(".abi0") else name
+
+
+class Binary:
+    """Symbol tables of one ELF file. Construct with ``open_binary``."""
+
+    def __init__(self, elf: ElfFile, label: str = "") -> None:
+        self.elf = elf
+        self.label = label
+        self.go_version = self._go_version()
+        self.pclntab: Pclntab | None = None
+        self.pclntab_error = ""
+        self._load_pclntab()
+        self.is_go = self.pclntab is not None or self.go_version is not None
+        syms = elf.func_symbols()
+        if self.is_go:
+            syms = [(a, s, _strip_abi(n)) for (a, s, n) in syms]
+        self._sym_starts = [a for (a, _s, _n) in syms]
+        self._syms = syms
+        self.has_symtab = bool(syms)
+
+    # -- discovery ---------------------------------------------------------
+    def _go_version(self) -> str | None:
+        blob = self.elf.section_bytes(".go.buildinfo")
+        if blob is None:
+            pos = self.elf.data.find(BUILDINFO_MAGIC)
+            blob = self.elf.data[pos:pos + 512] if pos >= 0 else None
+        return parse_go_version(blob)
+
+    def _find_pclntab(self) -> tuple[int | None, int | None]:
+        """``(file offset, vaddr)`` of the pcHeader."""
+        elf = self.elf
+        sec = elf.sections.get(".gopclntab")
+        if sec is not None and sec.size:
+            return sec.offset, sec.addr
+        # PIE and some external links: no section header, but the symbol.
+        va = elf.symbol_value("runtime.pclntab")
+        if va:
+            off = elf.vaddr_to_offset(va)
+            if off is not None:
+                return off, va
+        # Stripped PIE: scan the read-only segments for the header signature.
+        for magic in (MAGIC_120, MAGIC_118):
+            needle = struct.pack("<I", magic) + b"\0\0"
+            pos = elf.data.find(needle)
+            while pos >= 0:
+                if looks_like_header(elf.data, pos):
+                    va = elf.offset_to_vaddr(pos)
+                    if va is not None:
+                        return pos, va
+                pos = elf.data.find(needle, pos + 1)
+        return None, None
+
+    def _text_start(self) -> int | None:
+        sec = self.elf.sections.get(".text")
+        if sec is not None:
+            return sec.addr
+        va = self.elf.symbol_value("runtime.text")
+        return va or None
+
+    def _find_gofunc(self, pcln_va: int) -> int | None:
+        """Address of go:func.* (inline trees live there): from .symtab, else
+        from runtime.firstmoduledata, found by its first word (the pcHeader
+        address) in .go.module (Go 1.26+) or .noptrdata. When a linker leaves
+        those words for load-time relocations, no inline expansion."""
+        elf = self.elf
+        va = elf.symbol_value("go:func.*") or elf.symbol_value("go.func.*")
+        if va:
+            return va
+        rodata = elf.sections.get(".rodata")
+        pcln = elf.sections.get(".gopclntab")
+        if rodata is None or pcln is None:
+            return None
+        needle = struct.pack("<Q", pcln_va)
+        n = _MODULEDATA_SCAN_WORDS
+        for name in (".go.module", ".noptrdata", ".data"):
+            sec = elf.sections.get(name)
+            if sec is None or sec.type == 8:  # SHT_NOBITS
+                continue
+            lo, hi = sec.offset, min(sec.offset + sec.size, elf.size)
+            pos = elf.data.find(needle, lo, hi)
+            while pos >= 0:
+                if (pos - lo) % 8 == 0 and pos + 8 * n <= elf.size:
+                    w = struct.unpack_from(f"<{n}Q", elf.data, pos)
+                    # funcnametab must point into the table, text must be .text.
+                    if w[1] > pcln_va and w[_MODULEDATA_TEXT_WORD] == self._text_start():
+                        # go:func.* lives inside the pclntab section, right
+                        # after the rodata word: take the last such pair.
+                        for i in range(n - 1, _MODULEDATA_TEXT_WORD, -1):
+                            if (w[i - 1] == rodata.addr
+                                    and pcln.addr < w[i] < pcln.addr + pcln.size):
+                                return w[i]
+                        return None
+                pos = elf.data.find(needle, pos + 1, hi)
+        return None
+
+    def _load_pclntab(self) -> None:
+        off, va = self._find_pclntab()
+        if off is None:
+            return
+        elf = self.elf
+        text = None
+        hdr_text = struct.unpack_from("<Q", elf.data, off + 24)[0]
+        if hdr_text == 0:
+            text = self._text_start()  # Go 1.26+: textStart is no longer written
+        gofunc = self._find_gofunc(va) if elf.data[off:off + 4] == struct.pack("<I", MAGIC_120) \
+            else None
+        try:
+            self.pclntab = Pclntab(elf.data, text_start=text, gofunc=gofunc,
+                                   read_vaddr=elf.read_vaddr, base=off)
+        except (PclntabError, struct.error, IndexError) as e:
+            self.pclntab_error = str(e)
+            self.pclntab = None
+
+    # -- lookups -------------------------------------------------------------
+    def symtab_lookup(self, addr: int) -> tuple[str, int] | None:
+        """``(name, start)`` from ``.symtab``."""
+        i = bisect_right(self._sym_starts, addr) - 1
+        if i < 0:
+            return None
+        start, size, name = self._syms[i]
+        if size and addr >= start + size:
+            return None
+        return name, start
+
+    def pclntab_lookup(self, addr: int) -> tuple[str, int] | None:
+        """``(name, start)`` from ``.gopclntab``."""
+        t = self.pclntab
+        if t is None:
+            return None
+        i = t.find_func(addr)
+        if i < 0:
+            return None
+        return t.func_name(i), t.func_entry(i)
+
+    def func_name(self, addr: int) -> str | None:
+        """Function holding link-time address ``addr``: ``.symtab`` first, then
+        ``.gopclntab``."""
+        hit = self.symtab_lookup(addr) if self.has_symtab else None
+        if hit is None:
+            hit = self.pclntab_lookup(addr)
+        return hit[0] if hit else None
+
+    def frames(self, addr: int, inline: bool = True) -> list[Frame]:
+        """Frames at ``addr``, innermost first (inlined callees, then the
+        physical function). Empty when unknown."""
+        name = self.func_name(addr)
+        if self.pclntab is not None and inline:
+            try:
+                fr = self.pclntab.frames(addr)
+            except (struct.error, IndexError):
+                fr = []
+            if fr:
+                out = [Frame(f, fi, ln, True) for (f, fi, ln) in fr[:-1]]
+                f, fi, ln = fr[-1]
+                out.append(Frame(name or f, fi, ln, False))
+                return out
+        return [Frame(name)] if name else []
+
+    def find_function(self, name: str) -> tuple[int, int] | None:
+        """``(start, end)`` link-time range of the function ``name``."""
+        for (a, s, n) in self._syms:
+            if n == name and s:
+                return a, a + s
+        if self.pclntab is not None:
+            return self.pclntab.find(name)
+        return None
+
+
+_cache: dict[tuple[int, int], Binary] = {}
+_cache_lock = threading.Lock()
+
+
+def open_binary(path: str, label: str = "") -> Binary:
+    """Open and parse ``path`` (e.g. ``/proc/PID/exe``), cached per (dev, inode).
+
+    Raises:
+        OSError: the file cannot be opened.
+        ElfError: it is not a usable ELF file.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        with _cache_lock:
+            hit = _cache.get(key)
+        if hit is not None:
+            return hit
+        elf = ElfFile(fd)
+    finally:
+        os.close(fd)
+    b = Binary(elf, label or os.path.basename(path))
+    with _cache_lock:
+        _cache.setdefault(key, b)
+        return _cache[key]
+
+
+__all__ = ["Binary", "ElfError", "Frame", "open_binary"]
