@@ -192,16 +192,16 @@ def cpu_dirs_for_pid(pid: int, mounts: list[Mount] | None = None) -> CpuDirs:
                     return d
         return None
 
+    problems = []
     if "cpu" in by_ctrl:
         cpu = v1_dir("cpu")
-        if cpu is None:
-            looked = ", ".join(m.mountpoint for m in mounts if "cpu" in m.controllers)
-            looked = looked or "no cpu mount in /proc/self/mountinfo"
-            raise LookupError(
-                f"pid {pid} is in cpu cgroup {by_ctrl['cpu'].path} but no mounted cpu hierarchy "
-                f"holds that directory (looked at {looked})"
-            )
-        return CpuDirs(1, cpu, v1_dir("cpuacct") or cpu, by_ctrl["cpu"].path)
+        if cpu is not None:
+            return CpuDirs(1, cpu, v1_dir("cpuacct") or cpu, by_ctrl["cpu"].path)
+        looked = ", ".join(m.mountpoint for m in mounts if "cpu" in m.controllers)
+        problems.append(
+            f"pid {pid} is in cpu cgroup {by_ctrl['cpu'].path} but no mounted cpu hierarchy "
+            f"holds that directory (looked at {looked or 'no cpu mount in /proc/self/mountinfo'})"
+        )
     if unified is not None:
         for m in mounts:
             if m.fstype == "cgroup2":
@@ -209,10 +209,12 @@ def cpu_dirs_for_pid(pid: int, mounts: list[Mount] | None = None) -> CpuDirs:
                 if d:
                     return CpuDirs(2, d, d, unified.path)
         looked = ", ".join(m.mountpoint for m in mounts if m.fstype == "cgroup2")
-        raise LookupError(
+        problems.append(
             f"pid {pid} is in cgroup {unified.path} but no mounted cgroup2 hierarchy holds that "
             f"directory (looked at {looked or 'no cgroup2 mount in /proc/self/mountinfo'})"
         )
+    if problems:
+        raise LookupError("; ".join(problems))
     raise LookupError(f"/proc/{pid}/cgroup names neither a cpu controller nor a cgroup2 path")
 
 
