@@ -75,7 +75,7 @@ class TimeSeries:
 
         Each bucket holds the last value seen in it; empty buckets carry the
         previous bucket's value forward (a gauge holds until it changes), and
-        buckets before the first point are 0.
+        buckets before the first point are left out (so fewer than ``count``).
         """
         if not self._points or count <= 0:
             return ()
@@ -89,14 +89,16 @@ class TimeSeries:
             i = min(count - 1, int((t - start) / width))
             out[i] = v
         filled: list[float] = []
-        prev = 0.0
+        prev: float | None = None
         # Seed with the newest value older than the span so the line starts where it was.
         for t, v in self._points:
             if t < start:
                 prev = v
         for v in out:
             prev = prev if v is None else v
-            filled.append(prev)
+            # Buckets before the first point are left out: history starts at attach.
+            if prev is not None:
+                filled.append(prev)
         return tuple(filled)
 
     def view(

@@ -204,7 +204,10 @@ def _evidence_text(e: Any) -> str:
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2, "not_measured": 3}
 
-FindingsEngine = Callable[[Sequence[Mapping[str, Any]]], Iterable[Any]]
+# Either a one-shot function of the recent frames (``tui.findings.evaluate_frames``)
+# or an incremental engine with ``feed(frame)`` and ``evaluate(now_ns)``
+# (``tui.findings.FindingsEngine``), which is cheaper: frames are fed once.
+FindingsEngine = Callable[[Sequence[Mapping[str, Any]]], Iterable[Any]] | Any
 ProfileDecoder = Callable[[Mapping[str, Any]], list[tuple[Stack, int]]]
 
 
@@ -269,6 +272,10 @@ class SessionModel:
         self._link = _Link()
         self._log: deque[LogLine] = deque(maxlen=self.log_lines)
         self._recent: deque[Mapping[str, Any]] = deque(maxlen=self.recent_frames)
+        # Profiles are large (MBs); keep only the last few for a one-shot engine.
+        self._recent_profiles: deque[Mapping[str, Any]] = deque(maxlen=12)
+        eng = self.findings_engine
+        self._incremental = eng is not None and hasattr(eng, "feed") and hasattr(eng, "evaluate")
         self._frames = 0
         self._unparsed = 0
         self._last_t: float | None = None
@@ -320,8 +327,10 @@ class SessionModel:
         t = t_ns / NS
         self._frames += 1
         self._last_t = t if self._last_t is None else max(self._last_t, t)
-        if kind != "profile":
-            self._recent.append(f)
+        if self._incremental:
+            self.findings_engine.feed(dict(f))
+        elif self.findings_engine is not None:
+            (self._recent_profiles if kind == "profile" else self._recent).append(f)
         link = f.get("link")  # transports mark their own log frames with the link state
         if isinstance(link, str) and link:
             self._link.state = clean(link, 20)
@@ -482,10 +491,15 @@ class SessionModel:
         """Run the findings engine on the recent frames (call it off the UI thread)."""
         if self.findings_engine is None:
             return
-        with self._lock:
-            frames = list(self._recent)
         try:
-            found = list(self.findings_engine(frames))
+            if self._incremental:
+                with self._lock:
+                    now_ns = int(self._last_t * NS) if self._last_t is not None else None
+                    found = list(self.findings_engine.evaluate(now_ns))
+            else:
+                with self._lock:
+                    frames = sorted([*self._recent, *self._recent_profiles], key=lambda f: f["t"])
+                found = list(self.findings_engine(frames))
         except Exception as e:  # noqa: BLE001 - a rule bug must not take the console down
             self.note(self._last_t or 0.0, "error", f"findings engine failed: {e}")
             return

@@ -34,6 +34,30 @@ class FixedClock:
         self.t += seconds
 
 
+class ReplayClock:
+    """The clock of a recording: it reads ``start`` when (re)started, then runs at ``speed``.
+
+    Args:
+        start: wall-clock seconds of the recording's first frame.
+        speed: how fast the recording is replayed.
+        monotonic: the real clock it runs on (tests pass a fake).
+    """
+
+    def __init__(
+        self, start: float, speed: float = 1.0, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.speed = speed
+        self._monotonic = monotonic
+        self.restart(start)
+
+    def restart(self, start: float) -> None:
+        self.start = start
+        self._origin = self._monotonic()
+
+    def now(self) -> float:
+        return self.start + (self._monotonic() - self._origin) * self.speed
+
+
 def pod_from_dict(d: Mapping[str, Any]) -> PodInfo:
     """A PodInfo from the JSON shape the recordings use (PodInfo's own field names)."""
     containers = tuple(ContainerInfo(**c) for c in d.get("containers", ()))
@@ -251,6 +275,7 @@ class RecordedSessionFactory:
     Args:
         recordings: JSONL path per pod key ``namespace/name``; ``"*"`` for any pod.
         speed, sleep, hold_open: passed to each ``RecordedSession``.
+        clock: a ReplayClock restarted at the recording's first frame on attach.
     """
 
     def __init__(
@@ -259,8 +284,10 @@ class RecordedSessionFactory:
         speed: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         hold_open: bool = True,
+        clock: ReplayClock | None = None,
     ) -> None:
         self.recordings = dict(recordings)
+        self.clock = clock
         self.speed = speed
         self.sleep = sleep
         self.hold_open = hold_open
@@ -271,6 +298,8 @@ class RecordedSessionFactory:
         if path is None:
             raise LookupError(f"no recording for pod {pod.key}: record one with --record first")
         frames, bad = read_frames(path)
+        if self.clock is not None and frames:
+            self.clock.restart(frames[0]["t"] / 1e9)
         name = container or (pod.containers[0].name if pod.containers else "")
         info = SessionInfo(pod=pod, container=name, node=pod.node, transport="replay")
         s = RecordedSession(

@@ -1,0 +1,1 @@
+"""Screens of the console: the pod browser, the attached pod, help."""

@@ -1,0 +1,274 @@
+"""The attached pod: header, goroutines, throttling, futex, call tree, findings, log.
+
+Frames are read from the session in a thread worker and folded into the
+``SessionModel`` there. A refresh builds one frozen snapshot in a thread worker
+and posts it; the screen renders it and only then arms the next refresh, so
+refreshes never overlap and a slow one stretches the period (dolphie's loop).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import IO, Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer
+from textual.worker import get_current_worker
+
+from bpf import schema
+from tui.models.calltree import WINDOWS
+from tui.models.session_state import SessionModel, SessionSnapshot
+from tui.sources.base import Session
+from tui.widgets.call_tree import CallTreeWidget
+from tui.widgets.findings_list import FindingsPane
+from tui.widgets.log_pane import LogPane
+from tui.widgets.panes import FutexPane, GoroutinePane, Pane, SessionHeader, ThrottlePane
+
+FINDINGS_EVERY_S = 5.0
+
+
+class SnapshotReady(Message):
+    """A refresh built a snapshot (posted from the refresh worker thread)."""
+
+    def __init__(self, snapshot: SessionSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class FramesEnded(Message):
+    """The frame stream finished; refresh once more to show it."""
+
+
+class CallTreePane(Pane):
+    """The live call tree, labelled with its source and window."""
+
+    def compose(self) -> ComposeResult:
+        yield CallTreeWidget(id="calltree")
+
+    def on_mount(self) -> None:
+        self.border_title = "Call tree"
+
+    def show(self, snap: SessionSnapshot, related: tuple[str, ...] = ()) -> None:
+        view = snap.calltree
+        self.border_title = f"Call tree — {view.source_label} — {view.window_label}"
+        sub = "FROZEN (z)" if view.frozen else "live"
+        if view.hidden_nodes:
+            sub += f" · {view.hidden_nodes} small nodes hidden"
+        self.border_subtitle = sub
+        self.set_class(view.frozen, "frozen")
+        self.query_one(CallTreeWidget).show(view, related)
+
+
+class AttachedScreen(Screen[None]):
+    """Everything about one attached pod, refreshed about once a second."""
+
+    BINDINGS = [
+        Binding("escape", "detach", "back"),
+        Binding("z", "freeze", "freeze"),
+        Binding("w", "cycle_window", "window"),
+        Binding("1", "window('10s')", "10 s", show=False),
+        Binding("2", "window('60s')", "60 s", show=False),
+        Binding("3", "window('all')", "all", show=False),
+        Binding("r", "reset", "reset"),
+        Binding("f", "toggle_futex", "futex"),
+        Binding("question_mark", "app.help", "help"),
+        Binding("T", "app.toggle_contrast", "contrast", show=False),
+        Binding("q", "app.quit", "quit"),
+    ]
+
+    snapshot: reactive[SessionSnapshot | None] = reactive(None, always_update=True, init=False)
+    """The snapshot every pane renders."""
+
+    def __init__(
+        self,
+        session: Session,
+        model: SessionModel,
+        refresh_interval: float = 1.0,
+        record: IO[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.model = model
+        self.refresh_interval = refresh_interval
+        self.record = record
+        self.related_path: tuple[str, ...] = ()
+        self.refreshes = 0
+        self._findings_at = 0.0
+        self._detaching = threading.Event()
+        self._refresh_timer: Any = None
+
+    def compose(self) -> ComposeResult:
+        yield SessionHeader(id="session-header")
+        with Horizontal(id="attached-body"):
+            with Vertical(id="left-column"):
+                yield GoroutinePane(id="goroutines")
+                yield ThrottlePane(id="throttle")
+                yield FutexPane(id="futex")
+            yield CallTreePane(id="calltree-pane")
+        with Horizontal(id="attached-bottom"):
+            yield FindingsPane(id="findings")
+            yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.read_frames()
+        self.query_one(CallTreeWidget).focus()
+        self._refresh_timer = self.set_timer(0.05, self.request_refresh)
+
+    def on_unmount(self) -> None:
+        self._detaching.set()
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+        self.session.close()
+
+    # ---- data ----------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="frames", exit_on_error=False)
+    def read_frames(self) -> None:
+        """Fold every frame of the session into the model (runs in a thread)."""
+        worker = get_current_worker()
+        reason = "the session ended"
+        try:
+            for frame in self.session.frames():
+                if worker.is_cancelled or self._detaching.is_set():
+                    return
+                self.model.add(frame)
+                if self.record is not None:
+                    self.record.write(schema.encode(dict(frame)))
+        except Exception as e:  # noqa: BLE001 - shown in the header and log, never a crash
+            reason = f"the link failed: {e}"
+        self.model.end(reason)
+        self.post_message(FramesEnded())
+
+    def request_refresh(self) -> None:
+        """Build a snapshot now, unless one is being built (then it is skipped)."""
+        self._refresh_timer = None
+        if not self._detaching.is_set():
+            self.build_snapshot()
+
+    @work(thread=True, exclusive=False, group="refresh", exit_on_error=False)
+    def build_snapshot(self) -> None:
+        now = self.app.clock.now()
+        if now - self._findings_at >= FINDINGS_EVERY_S:
+            self._findings_at = now
+            self.model.evaluate_findings()
+        snap = self.model.snapshot(now)
+        extra = getattr(self.session, "unparsed", 0)
+        if extra:
+            snap = replace(snap, header=replace(snap.header, unparsed=snap.header.unparsed + extra))
+        self.post_message(SnapshotReady(snap))
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self.snapshot = message.snapshot
+        self.refreshes += 1
+        if not self._detaching.is_set():
+            # Armed only now that this refresh is on screen: refreshes never overlap.
+            self._refresh_timer = self.set_timer(self.refresh_interval, self.request_refresh)
+
+    def refresh_soon(self) -> None:
+        """After a key changed the view: refresh now instead of at the next tick."""
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+            self._refresh_timer = self.set_timer(0.01, self.request_refresh)
+
+    def watch_snapshot(self, snap: SessionSnapshot | None) -> None:
+        if snap is None:
+            return
+        with self.app.batch_update():
+            self.query_one(SessionHeader).show(snap)
+            self.query_one(GoroutinePane).show(snap)
+            self.query_one(ThrottlePane).show(snap)
+            self.query_one(FutexPane).show(snap)
+            self.query_one(CallTreePane).show(snap, self.related_path)
+            self.query_one(FindingsPane).show(snap)
+            self.query_one(LogPane).show(snap)
+
+    # ---- keys ----------------------------------------------------------------
+
+    def action_detach(self) -> None:
+        self.app.detach()
+
+    def action_freeze(self) -> None:
+        frozen = not self.model.calltree.frozen
+        self.model.freeze(frozen)
+        self.model.note(
+            self.app.clock.now(),
+            "info",
+            "call tree frozen (z to go live)" if frozen else "call tree live again",
+        )
+        self.refresh_soon()
+
+    def action_window(self, window: str) -> None:
+        if window not in WINDOWS:
+            return
+        self.model.set_window(window)
+        self.refresh_soon()
+
+    def action_cycle_window(self) -> None:
+        names = list(WINDOWS)
+        current = self.model.calltree.window
+        self.action_window(names[(names.index(current) + 1) % len(names)])
+
+    def action_reset(self) -> None:
+        self.model.reset()
+        self.query_one(CallTreeWidget).reset_expansion()
+        self.model.note(self.app.clock.now(), "info", "call tree reset")
+        self.refresh_soon()
+
+    def action_toggle_futex(self) -> None:
+        """Ask the agent to start or stop futex tracing (it answers with a collector frame)."""
+        snap = self.snapshot
+        on = snap is not None and snap.futex.state == "on"
+        cmd = "disable" if on else "enable"
+        if snap is not None and snap.futex.state == "unavailable":
+            self.model.note(
+                self.app.clock.now(), "warn", "futex tracing is not available on this node"
+            )
+            self.refresh_soon()
+            return
+        self.session.send(schema.make_command(cmd, collector="futex"))
+        self.model.note(
+            self.app.clock.now(),
+            "info",
+            f"asked the agent to turn futex tracing {'off' if on else 'on'}"
+            + ("" if on else f" (costs {snap.futex.cost if snap else 'every syscall'})"),
+        )
+        self.refresh_soon()
+
+    @on(FindingsPane.Selected)
+    def _finding_selected(self, event: FindingsPane.Selected) -> None:
+        for pane in self.query(Pane):
+            pane.remove_class("related")
+        f = event.finding
+        self.related_path = f.path if f is not None else ()
+        if f is None:
+            return
+        target = {
+            "goroutines": "#goroutines",
+            "futex": "#futex",
+            "throttle": "#throttle",
+            "calltree": "#calltree-pane",
+            "log": "#log",
+        }.get(f.pane)
+        if target:
+            self.query_one(target).add_class("related")
+        if f.path:
+            tree = self.query_one(CallTreeWidget)
+            if self.snapshot is not None:
+                self.query_one(CallTreePane).show(self.snapshot, self.related_path)
+            tree.select_path(f.path)
+
+    @on(FramesEnded)
+    def _frames_ended(self) -> None:
+        self.refresh_soon()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 120, "narrow")
+        self.set_class(self.size.height < 36, "short")

@@ -1,0 +1,209 @@
+"""The pod browser: a live table of pods, filter as you type, `:` commands."""
+
+from __future__ import annotations
+
+import threading
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from tui.models.pods import PodTableModel
+from tui.models.text import clean
+from tui.sources.base import PodEvent
+from tui.widgets.pod_table import PodTable
+
+
+class PodEventsArrived(Message):
+    """Watch events from the pod source thread, in arrival order."""
+
+    def __init__(self, events: list[PodEvent], generation: int) -> None:
+        super().__init__()
+        self.events = events
+        self.generation = generation
+
+
+class PodBrowserScreen(Screen[None]):
+    """Pods of one namespace (or all), updated live from the pod source's watch."""
+
+    BINDINGS = [
+        Binding("slash", "filter", "filter"),
+        Binding("colon", "command", "command"),
+        Binding("escape", "back", "clear", show=False),
+        Binding("question_mark", "app.help", "help"),
+        Binding("T", "app.toggle_contrast", "contrast", show=False),
+        Binding("q", "app.quit", "quit"),
+    ]
+
+    def __init__(self, namespace: str | None, selector: str | None) -> None:
+        super().__init__()
+        self.namespace = namespace
+        self.selector = selector
+        self.model = PodTableModel()
+        self.command_message = ""  # the last command's answer or error
+        self._watch_generation = 0
+        self._watch_stop = threading.Event()
+        self._sync_pending = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="pods-status")
+        yield PodTable(id="pods")
+        yield Input(placeholder="filter: words all must match", id="filter", classes="hidden")
+        yield Input(
+            placeholder=":ns NAME   :ns all   :ctx NAME   :q", id="command", classes="hidden"
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.start_watch()
+        self.update_status()
+        self.query_one(PodTable).focus()
+
+    def on_unmount(self) -> None:
+        self._watch_stop.set()
+        self.app.pod_source.stop()
+
+    # ---- watch ---------------------------------------------------------------
+
+    def start_watch(self) -> None:
+        """(Re)start the pod watch for the current context, namespace and selector."""
+        self._watch_generation += 1
+        self.app.pod_source.stop()
+        self.model = PodTableModel()
+        self.model.set_filter(self.query_one("#filter", Input).value if self.is_mounted else "")
+        self._run_pod_watch(self._watch_generation)
+
+    @work(thread=True, exclusive=True, group="pod-watch", exit_on_error=False)
+    def _run_pod_watch(self, generation: int) -> None:
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        try:
+            for event in self.app.pod_source.events(self.namespace, self.selector):
+                if worker.is_cancelled or generation != self._watch_generation:
+                    return
+                # post_message is the thread-safe way to reach the UI.
+                self.post_message(PodEventsArrived([event], generation))
+        except Exception as e:  # noqa: BLE001 - said in the header; the user can retry with :ns
+            self.post_message(
+                PodEventsArrived([PodEvent("STATUS", message=f"pod watch failed: {e}")], generation)
+            )
+
+    def on_pod_events_arrived(self, message: PodEventsArrived) -> None:
+        if message.generation != self._watch_generation:
+            return
+        for event in message.events:
+            self.model.apply(event)
+            if self.app.initial_pod:
+                for pod in event.pods or ((event.pod,) if event.pod else ()):
+                    self.app.pod_listed(pod)
+        # Coalesce bursts (a re-list of thousands of pods) into one table update.
+        if not self._sync_pending:
+            self._sync_pending = True
+            self.call_after_refresh(self.sync_table)
+
+    def sync_table(self) -> None:
+        """Show the model's filtered rows in the table, in place."""
+        self._sync_pending = False
+        self.query_one(PodTable).sync(self.model.rows(self.app.clock.now()))
+        self.update_status()
+
+    def update_status(self) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(" context ", style="dim")
+        t.append(clean(self.app.pod_source.current_context, 60), style="bold")
+        t.append("  namespace ", style="dim")
+        t.append(clean(self.namespace, 60) if self.namespace else "all", style="bold")
+        if self.selector:
+            t.append("  selector ", style="dim")
+            t.append(clean(self.selector, 60))
+        shown = self.query_one(PodTable).row_count if self.is_mounted else 0
+        t.append(f"  pods {shown}/{len(self.model.pods)}", style="dim")
+        if self.model.filter_text:
+            t.append("  filter ", style="dim")
+            t.append(clean(self.model.filter_text, 40), style="bold yellow")
+        watch = self.model.status_message
+        if watch:
+            t.append("  watch ", style="dim")
+            t.append(clean(watch, 80), style="bold yellow")
+        if self.command_message:
+            t.append("  ")
+            error = self.command_message.startswith(("no ", "say "))
+            t.append(clean(self.command_message, 120), style="bold red" if error else "")
+        self.query_one("#pods-status", Static).update(t)
+
+    # ---- keys ----------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def action_command(self) -> None:
+        box = self.query_one("#command", Input)
+        box.value = ""
+        box.remove_class("hidden")
+        box.focus()
+
+    def action_back(self) -> None:
+        if self.model.filter_text:
+            self.query_one("#filter", Input).value = ""
+        self.query_one("#filter", Input).add_class("hidden")
+        self.query_one("#command", Input).add_class("hidden")
+        self.query_one(PodTable).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.model.set_filter(event.value)
+        self.sync_table()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.add_class("hidden")
+        self.query_one(PodTable).focus()
+
+    @on(Input.Submitted, "#command")
+    def _command(self, event: Input.Submitted) -> None:
+        event.input.add_class("hidden")
+        self.query_one(PodTable).focus()
+        self.run_command(event.value)
+
+    def run_command(self, text: str) -> None:
+        """Run a k9s-style command: ``ns NAME``, ``ns all``, ``ctx NAME``, ``q``."""
+        words = text.strip().lstrip(":").split()
+        self.command_message = ""
+        if not words:
+            return
+        verb, args = words[0].lower(), words[1:]
+        if verb in ("q", "quit", "exit"):
+            self.app.exit()
+            return
+        if verb in ("ns", "namespace"):
+            if not args:
+                self.command_message = "say which namespace: :ns NAME, or :ns all"
+            else:
+                self.namespace = None if args[0] in ("all", "-A", "*") else args[0]
+                self.start_watch()
+        elif verb in ("ctx", "context"):
+            known = self.app.pod_source.contexts()
+            if not args or args[0] not in known:
+                wanted = " ".join(args)
+                self.command_message = f"no context {wanted!r}: known are {', '.join(known)}"
+            else:
+                self.app.pod_source.use_context(args[0])
+                self.start_watch()
+        else:
+            self.command_message = f"no command {verb!r}: try :ns NAME, :ctx NAME or :q"
+        self.update_status()
+
+    @on(DataTable.RowSelected, "#pods")
+    def _attach_selected(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        pod = self.model.pods.get(key or "")
+        if pod is not None:
+            self.app.attach(pod)
