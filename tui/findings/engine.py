@@ -45,7 +45,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +177,12 @@ def _short(stack: Stack, n: int = 4) -> str:
     return " → ".join(tail)
 
 
+@functools.lru_cache(maxsize=16)
+def _decode_cached(data_b64: str) -> Profile:
+    # The console re-evaluates its recent frames every refresh; decode each profile once.
+    return Profile.from_bytes(base64.b64decode(data_b64, validate=False))
+
+
 class FindingsEngine:
     """Keeps recent frames and evaluates the rules over them."""
 
@@ -238,7 +246,7 @@ class FindingsEngine:
         note = str(fr.get("note") or "")
         if not empty and fr.get("data"):
             try:
-                prof = Profile.from_bytes(base64.b64decode(fr["data"], validate=False))
+                prof = _decode_cached(str(fr["data"]))
                 empty = prof.empty
             except (ProfileError, binascii.Error, ValueError) as e:
                 note = f"profile could not be decoded: {e}"
@@ -775,6 +783,16 @@ class FindingsEngine:
                        (f"{what} at {fmt_clock(t)} UTC",),
                        "Check the container's logs and restart count; the agent re-attaches "
                        "when the container restarts.", Related("findings"), 1.0, (t, t))
+
+
+def evaluate_frames(frames: Iterable[dict[str, Any]], now_ns: int | None = None,
+                    window_s: float = 60.0) -> list[Finding]:
+    """One-shot: feed ``frames`` (in order) to a fresh engine and evaluate at the
+    last frame's time (the console calls this on its recent frames)."""
+    eng = FindingsEngine(window_s=window_s)
+    for f in frames:
+        eng.feed(f)
+    return eng.evaluate(now_ns)
 
 
 def _hot_stack(stacks: list[tuple[Stack, int]], name: str) -> Stack:

@@ -41,6 +41,23 @@ class Finding:
         if not isinstance(self.evidence, tuple):
             object.__setattr__(self, "evidence", tuple(self.evidence))
 
+    # Aliases in the console model's vocabulary (tui.models.session_state.to_finding).
+    @property
+    def id(self) -> str:
+        return self.rule_id
+
+    @property
+    def next_step(self) -> str:
+        return self.advice
+
+    @property
+    def pane(self) -> str:
+        return self.related.pane
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.related.stack
+
     @property
     def rank(self) -> tuple[int, float]:
         return (SEVERITY_RANK[self.severity], self.score)

@@ -7,6 +7,7 @@ from tui.profiles.pprof import (
     SampleType,
     TopRow,
     call_tree,
+    cpu_profile_stacks,
     folded_stacks,
     top_functions,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "TopRow",
     "build_profile",
     "call_tree",
+    "cpu_profile_stacks",
     "cpu_profile_from_frames",
     "cpu_profile_from_stacks",
     "folded_stacks",

@@ -286,3 +286,21 @@ def call_tree(stacks: list[tuple[Stack, int]], root_name: str = "total") -> Call
             node.cum += v
         node.flat += v
     return root
+
+
+def cpu_profile_stacks(frame: dict) -> list[tuple[Stack, int]]:
+    """Root-first stacks with sample counts from a decoded ``profile`` frame of a
+    CPU profile (the console's call tree in pprof-only mode). Empty on bad data."""
+    import base64
+    import binascii
+
+    if frame.get("empty") or not frame.get("data"):
+        return []
+    try:
+        p = Profile.from_bytes(base64.b64decode(frame["data"]))
+        try:
+            return p.stacks("samples")
+        except ProfileError:
+            return p.stacks()
+    except (ProfileError, binascii.Error, ValueError):
+        return []
