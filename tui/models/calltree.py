@@ -230,9 +230,10 @@ class CallTreeModel:
         if span is None:
             return self._since_attach
         out: Counter[Stack] = Counter()
-        cutoff = self._latest - span
+        # Whole seconds: the newest bucket and the span-1 before it.
+        first = int(self._latest) - int(span) + 1
         for sec, counts in self._buckets:
-            if sec + 1 > cutoff:
+            if sec >= first:
                 out.update(counts)
         return out
 

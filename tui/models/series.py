@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -84,15 +85,16 @@ class TimeSeries:
         width = span / count
         out: list[float | None] = [None] * count
         for t, v in self._points:
-            if t < start:
+            if t <= start:
                 continue
-            i = min(count - 1, int((t - start) / width))
+            # Buckets are (start + i*width, start + (i+1)*width]: the newest point is last.
+            i = min(count - 1, max(0, math.ceil((t - start) / width) - 1))
             out[i] = v
         filled: list[float] = []
         prev: float | None = None
         # Seed with the newest value older than the span so the line starts where it was.
         for t, v in self._points:
-            if t < start:
+            if t <= start:
                 prev = v
         for v in out:
             prev = prev if v is None else v

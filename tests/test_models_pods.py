@@ -1,0 +1,61 @@
+"""Pod table model: filter as you type, order, row keys, hostile names."""
+
+from __future__ import annotations
+
+from tui.models.pods import PodTableModel, format_age, pod_row
+from tui.models.text import clean
+from tui.sources.base import PodEvent, PodInfo
+
+
+def pod(ns: str, name: str, **kw) -> PodInfo:
+    base = dict(uid="u", status="Running", ready="1/1", restarts=0, created=1000.0,
+                node="node-1", cpu_limit="500m", pprof_port=6060)
+    base.update(kw)
+    return PodInfo(namespace=ns, name=name, **base)
+
+
+def test_filter_matches_all_words_across_fields_and_labels():
+    m = PodTableModel()
+    m.apply(PodEvent("RESET", pods=(
+        pod("demo", "leak-1", labels={"fault": "leak"}),
+        pod("demo", "cpu-1", node="node-2"),
+        pod("prod", "api-1", status="CrashLoopBackOff"),
+    )))
+    m.set_filter("demo")
+    assert [r.key for r in m.rows(2000)] == ["demo/cpu-1", "demo/leak-1"]
+    m.set_filter("fault=leak")
+    assert [r.key for r in m.rows(2000)] == ["demo/leak-1"]
+    m.set_filter("DEMO node-2")
+    assert [r.key for r in m.rows(2000)] == ["demo/cpu-1"]
+    m.set_filter("crashloop")
+    assert [r.key for r in m.rows(2000)] == ["prod/api-1"]
+    m.set_filter("nothing-matches")
+    assert m.rows(2000) == []
+
+
+def test_events_add_modify_delete_by_key():
+    m = PodTableModel()
+    m.apply(PodEvent("RESET", pods=(pod("a", "x"),)))
+    m.apply(PodEvent("ADDED", pod=pod("a", "y")))
+    m.apply(PodEvent("MODIFIED", pod=pod("a", "x", restarts=3)))
+    m.apply(PodEvent("DELETED", pod=pod("a", "y")))
+    m.apply(PodEvent("STATUS", message="reconnecting in 4 s"))
+    rows = m.rows(2000)
+    assert [r.key for r in rows] == ["a/x"]
+    assert rows[0].cell("restarts") == "3"
+    assert m.status_message == "reconnecting in 4 s"
+
+
+def test_row_cells_are_kubectl_like():
+    r = pod_row(pod("demo", "p", cpu_limit=None, pprof_port=None, node=None), now=1000 + 7200)
+    assert r.cell("age") == "2h"
+    assert r.cell("cpu") == "-" and r.cell("pprof") == "-" and r.cell("node") == "<none>"
+    assert [format_age(s) for s in (5, 600, 10_000, 500_000)] == ["5s", "10m", "2h", "5d"]
+
+
+def test_hostile_names_keep_markup_text_and_lose_escapes():
+    r = pod_row(pod("demo", "evil-[bold red]pod[/]\x1b[31m\x07"), now=1000)
+    assert r.cell("name") == "evil-[bold red]pod[/]?"
+    assert "\x1b" not in clean("\x1b]8;;http://x\x07link\x1b]8;;\x07")
+    assert clean("a\u202eb") == "a?b"  # right-to-left override can't reorder the line
+    assert clean("x" * 600, limit=10) == "x" * 9 + "…"
