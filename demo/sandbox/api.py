@@ -162,10 +162,12 @@ class Sandbox:
         # Anything a crashed earlier run left behind goes first.
         self._teardown(quiet=True)
         if Path(f"/sys/class/net/{BRIDGE}").exists():
+            other = other_sandbox_state_dir()
+            where = f"--state-dir {other}" if other else "--state-dir DIR (its state dir)"
             raise SandboxError(
                 f"another sandbox is running on this host (the bridge {BRIDGE} exists): stop it "
-                "with `go-k8s-debug sandbox down --state-dir DIR` (its state dir), or delete "
-                f"the bridge with `ip link del {BRIDGE}` if nothing uses it"
+                f"with `go-k8s-debug sandbox down {where}`, or delete the bridge with "
+                f"`ip link del {BRIDGE}` if nothing uses it"
             )
         try:
             self._up(binary, nodes, demo, deadline)
@@ -332,9 +334,13 @@ class Sandbox:
         """Ask the node runtime to remove anything a killed runtime could not."""
         if not lay_has_nodes(self.lay) or not (ROOT / "demo/sandbox/node/__main__.py").exists():
             return
-        for ndir in sorted(self.lay.nodes.iterdir()):
+        ndirs = sorted(p for p in self.lay.nodes.iterdir() if p.is_dir())
+        for i, ndir in enumerate(ndirs):
+            # After the last node, --host removes the bridge and shared kubepods cgroups.
+            host = ["--host"] if i == len(ndirs) - 1 else []
             r = subprocess.run(
-                [sys.executable, "-m", "demo.sandbox.node", "cleanup", "--state-dir", str(ndir)],
+                [sys.executable, "-m", "demo.sandbox.node", "cleanup", "--state-dir", str(ndir),
+                 *host],
                 capture_output=True, text=True, cwd=ROOT, timeout=60,
             )
             if r.returncode != 0:
@@ -394,6 +400,23 @@ class Sandbox:
 def _preload_kubernetes() -> None:
     import kubernetes.client  # noqa: F401
     import kubernetes.config  # noqa: F401
+
+
+def other_sandbox_state_dir() -> Path | None:
+    """The state dir of a sandbox whose node runtime runs on this host, if any."""
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"demo.sandbox.node" in argv and b"--state-dir" in argv:
+            i = argv.index(b"--state-dir")
+            if i + 1 < len(argv):
+                # STATE/nodes/node-N -> STATE
+                return Path(argv[i + 1].decode(errors="replace")).parent.parent
+    return None
 
 
 def lay_has_nodes(lay: Layout) -> bool:
