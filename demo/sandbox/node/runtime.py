@@ -304,6 +304,11 @@ class SandboxRuntime:
             }
             _write_json(cdir / "exit", ex)
         info.state = "exited"
+        if not rec.get("cgroupRemoved"):
+            # As containerd deletes the task: the dead container's cgroup goes, its record stays.
+            cgroups.remove_container(pod_uid, rec.get("qos", "BestEffort"), container_id)
+            rec["cgroupRemoved"] = True
+            _write_json(cdir / "record.json", rec)
         info.exit_code = ex.get("exitCode", 255)
         info.reason = ex.get("reason", "Error")
         info.message = ex.get("message", "")
