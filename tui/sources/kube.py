@@ -11,6 +11,7 @@ connection drops, saying so in a STATUS event each time.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -100,8 +101,20 @@ class KubePodSource:
             self._interrupt()
 
     def _interrupt(self) -> None:
-        if self._watch is not None:
-            self._watch.stop()  # shuts the socket down, unblocking the reader
+        w = self._watch
+        if w is None:
+            return
+        w.stop()  # shuts the socket down, unblocking the reader
+        if getattr(w, "_resp", None) is None:
+            # The watch request is not connected yet (stream() resets its stop flag
+            # when it starts): keep stopping until the events loop lets go of it.
+            def repeat() -> None:
+                deadline = time.monotonic() + 10
+                while self._watch is w and time.monotonic() < deadline:
+                    w.stop()
+                    time.sleep(0.05)
+
+            threading.Thread(target=repeat, daemon=True, name="watch-stop").start()
 
     def events(self, namespace: str | None, selector: str | None) -> Iterator[PodEvent]:
         """RESET with every pod, then ADDED/MODIFIED/DELETED, STATUS on trouble.
