@@ -52,6 +52,7 @@ class PodBrowserScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="pods-status")
         yield PodTable(id="pods")
+        yield Static(id="pod-detail")
         yield Input(placeholder="filter: words all must match", id="filter", classes="hidden")
         yield Input(
             placeholder=":ns NAME   :ns all   :ctx NAME   :q", id="command", classes="hidden"
@@ -109,8 +110,10 @@ class PodBrowserScreen(Screen[None]):
     def sync_table(self) -> None:
         """Show the model's filtered rows in the table, in place."""
         self._sync_pending = False
-        self.query_one(PodTable).sync(self.model.rows(self.app.clock.now()))
+        table = self.query_one(PodTable)
+        table.sync(self.model.rows(self.app.clock.now()))
         self.update_status()
+        self.show_detail(table.cursor_key)
 
     def update_status(self) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
@@ -200,6 +203,27 @@ class PodBrowserScreen(Screen[None]):
         else:
             self.command_message = f"no command {verb!r}: try :ns NAME, :ctx NAME or :q"
         self.update_status()
+
+    @on(DataTable.RowHighlighted, "#pods")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail(event.row_key.value)
+
+    def show_detail(self, key: str | None) -> None:
+        """Labels, IP and containers of the pod under the cursor (all plain Text)."""
+        pod = self.model.pods.get(key or "")
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if pod is not None:
+            t.append(" labels ", style="dim")
+            labels = " ".join(
+                f"{clean(k, 60)}={clean(v, 80)}" for k, v in sorted(pod.labels.items())
+            )
+            t.append(labels or "none")
+            t.append("  ip ", style="dim")
+            t.append(clean(pod.pod_ip or "none", 40))
+            for c in pod.containers:
+                t.append("  container ", style="dim")
+                t.append(f"{clean(c.name, 40)} ({clean(c.image, 60)})")
+        self.query_one("#pod-detail", Static).update(t)
 
     @on(DataTable.RowSelected, "#pods")
     def _attach_selected(self, event: DataTable.RowSelected) -> None:

@@ -81,7 +81,7 @@ class PodTable(DataTable[Text]):
                             self.update_cell(row.key, col, _cell(col, new))
                 self._shown[row.key] = row
             order = [r.key for r in rows]
-            if [rk.value for rk in self.rows] != order:
+            if [row.key.value for row in self.ordered_rows] != order:
                 position = {k: i for i, k in enumerate(order)}
                 self.sort(key=_RowOrder(self, position))
             if keep is not None and keep in wanted:

@@ -1,0 +1,164 @@
+"""Pilot tests of the pod browser on recorded pods: filter, :ns/:ctx, in-place updates,
+hostile names, attach and back."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from tui.app import GoDebugApp
+from tui.screens.attached import AttachedScreen
+from tui.screens.help import HelpScreen
+from tui.screens.pods import PodBrowserScreen
+from tui.sources.base import PodEvent
+from tui.sources.recorded import FixedClock, RecordedPodSource, RecordedSessionFactory, load_pods
+from tui.widgets.pod_table import PodTable
+
+DATA = Path(__file__).parent / "data"
+NOW = 1_795_600_090.5
+
+
+def make_app(namespace: str | None = "demo", **kw) -> GoDebugApp:
+    source = RecordedPodSource(load_pods(DATA / "pods.json"), status="recorded")
+    factory = RecordedSessionFactory({"*": DATA / "leak.jsonl"})
+    return GoDebugApp(source, factory, FixedClock(NOW), namespace=namespace,
+                      refresh_interval=0.1, **kw)
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text (from the SVG screenshot)."""
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
+def keys(table: PodTable) -> list[str]:
+    return [row.key.value for row in table.ordered_rows]
+
+
+async def test_lists_namespace_and_filters_as_you_type():
+    app = make_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        assert all(k.startswith("demo/") for k in keys(table))
+        await pilot.press("slash", *"leak")
+        assert keys(table) == ["demo/leak-7d9f8"]
+        # Words all must match.
+        await pilot.press("backspace", "backspace", *"ak", "space", *"node-1")
+        assert keys(table) == ["demo/leak-7d9f8"]
+        await pilot.press("escape")
+        assert table.row_count == 6 and app.screen.query_one("#filter").has_class("hidden")
+        await pilot.press("slash", *"fault=throttle", "enter")  # a label
+        assert keys(table) == ["demo/cpu-hog-5c6b7"]
+        assert table.has_focus
+
+
+async def test_ns_and_ctx_commands_switch_the_watch():
+    app = make_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        screen = app.screen
+        table = screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        await pilot.press("colon", *"ns payments", "enter")
+        await wait_for(pilot, lambda: keys(table) and keys(table)[0].startswith("payments/"))
+        assert len(keys(table)) == 3 and screen.namespace == "payments"
+        await pilot.press("colon", *"ns all", "enter")
+        await wait_for(pilot, lambda: table.row_count == 11)
+        await pilot.press("colon", *"ctx staging", "enter")
+        await wait_for(pilot, lambda: keys(table) == ["web/frontend-0", "web/frontend-1"])
+        assert app.pod_source.current_context == "staging"
+        assert "context staging" in screen_text(app)
+        await pilot.press("colon", *"ctx nowhere", "enter")
+        assert "no context 'nowhere'" in screen.command_message
+        assert "known are sandbox, staging" in screen_text(app)
+
+
+async def test_rows_update_in_place_and_the_cursor_stays_on_its_pod():
+    app = make_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        await pilot.press("down", "down", "down", "down")
+        assert table.cursor_key == "demo/leak-7d9f8"
+        pods = app.screen.model.pods
+        crashy = pods["demo/crashy-0a1b2"]
+        app.pod_source.push(PodEvent("MODIFIED", pod=replace(crashy, restarts=8)))
+        # A new pod sorting before the cursor, and one removed before it.
+        app.pod_source.push(PodEvent("ADDED", pod=replace(crashy, name="aaa-new", uid="n")))
+        app.pod_source.push(PodEvent("DELETED", pod=pods["demo/cpu-hog-5c6b7"]))
+        await wait_for(pilot, lambda: "demo/aaa-new" in keys(table)
+                       and "demo/cpu-hog-5c6b7" not in keys(table))
+        assert keys(table)[0] == "demo/aaa-new"
+        assert table.get_cell("demo/crashy-0a1b2", "restarts").plain == "8"
+        assert table.cursor_key == "demo/leak-7d9f8"
+
+
+async def test_watch_status_shows_in_the_header():
+    app = make_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        app.pod_source.push(PodEvent("STATUS", message="reconnecting in 4 s"))
+        await wait_for(pilot, lambda: "reconnecting in 4 s" in screen_text(app))
+
+
+async def test_hostile_pod_names_and_labels_render_literally():
+    app = make_app()
+    async with app.run_test(size=(140, 35)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        await pilot.press("slash", *"evil", "enter")
+        assert keys(table) == ["demo/evil-[bold red]pod[/]"]
+        text = screen_text(app)
+        assert "evil-[bold red]pod[/]" in text
+        # The label's ANSI colour codes are gone; its markup shows as typed.
+        assert "note=red [link=http://x]click[/link]" in text
+        assert "\x1b" not in text
+
+
+async def test_enter_attaches_and_escape_comes_back():
+    app = make_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        await pilot.press("slash", *"leak", "enter", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, AttachedScreen))
+        session = app.session_factory.sessions[0]
+        assert session.info.pod.name == "leak-7d9f8"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, PodBrowserScreen))
+        assert session._closed.is_set()  # detaching closed the session
+
+
+async def test_initial_pod_attaches_at_once_and_help_opens():
+    app = make_app(initial_pod="demo/mutex-84b2c")
+    async with app.run_test(size=(120, 35)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, AttachedScreen))
+        assert app.screen.session.info.pod.name == "mutex-84b2c"
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await wait_for(pilot, lambda: "unfreeze the call tree" in screen_text(app))
+        await pilot.press("escape")
+        assert isinstance(app.screen, AttachedScreen)
+
+
+async def test_attach_failure_is_said_and_the_list_stays():
+    app = make_app()
+    app.session_factory.recordings.clear()
+    async with app.run_test(size=(120, 35), notifications=True) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("could not attach" in n.message
+                                          for n in app._notifications))
+        assert isinstance(app.screen, PodBrowserScreen)
