@@ -565,16 +565,32 @@ def _install_signals(agent: Agent) -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
-def _read_commands(agent: Agent, stream: Any) -> None:
+def _read_commands(agent: Agent, fd: int) -> None:
+    """Read command lines from ``fd`` until EOF.
+
+    Reads the raw descriptor, not ``sys.stdin``: a daemon thread blocked
+    inside a buffered reader holds its lock, and the interpreter aborts at
+    exit when it cannot take that lock to close stdin.
+    """
+    buf = b""
     try:
-        for line in stream:
-            if not line.strip():
-                continue
-            try:
-                agent.commands.put(schema.decode_command(line))
-            except schema.FrameError as e:
-                agent.commands.put({"cmd": "_bad", "msg": f"bad command line: {e}"})
-    except (OSError, ValueError):
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            if len(buf) > schema.MAX_LINE_BYTES:
+                agent.commands.put({"cmd": "_bad", "msg": "command line over the size limit"})
+                buf = b""
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                try:
+                    agent.commands.put(schema.decode_command(line))
+                except schema.FrameError as e:
+                    agent.commands.put({"cmd": "_bad", "msg": f"bad command line: {e}"})
+    except OSError:
         pass
     agent.commands.put({"cmd": "_eof"})
 
@@ -637,7 +653,7 @@ def _run(agent: Agent, args: argparse.Namespace) -> tuple[int, str]:
     else:
         agent.profiles = ProfileFetcher(t, agent.options(), agent.emit)
     threading.Thread(
-        target=_read_commands, args=(agent, sys.stdin.buffer), name="stdin", daemon=True
+        target=_read_commands, args=(agent, sys.stdin.fileno()), name="stdin", daemon=True
     ).start()
     for name in agent.wanted():
         if agent.stop_reason:

@@ -255,9 +255,15 @@ class AgentRun:
         self.close_stdin()
 
 
+#: The eBPF collectors (engineer 5's) compile for seconds at start; tests of the
+#: agent's core turn them off so they test only what they mean to.
+NO_EBPF = ("--disable", "cpu_stacks,futex,gc,goroutines_uprobe")
+
+
 @contextlib.contextmanager
-def agent(python: str, *args: str, **kw) -> Iterator[AgentRun]:
-    a = AgentRun(python, *args, **kw)
+def agent(python: str, *args: str, ebpf: bool = False, **kw) -> Iterator[AgentRun]:
+    """Run the agent (eBPF collectors off unless ``ebpf``); killed on the way out."""
+    a = AgentRun(python, *args, *(() if ebpf else NO_EBPF), **kw)
     try:
         yield a
     finally:

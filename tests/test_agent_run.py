@@ -1,0 +1,288 @@
+"""The agent end to end: ``/usr/bin/python3 -m bpf.agent`` against real processes in
+cgroups and network namespaces made by the test, checked against references read
+independently (the cgroup files, the app's own pprof through nsenter)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_agent_support import (
+    agent,
+    faultsvc,
+    ns_command,
+    nsenter_get,
+    pod_cgroup,
+    start_in,
+    stop_proc,
+    wait_port,
+)
+
+from bpf import cgroup as cg
+from bpf.collectors.profiles import count_samples
+
+pytestmark = pytest.mark.slow
+
+PPROF = 6060
+
+
+def _app(go_bin: Path, mode: str = "healthy", *extra: str) -> list[str]:
+    # pprof bound to 127.0.0.1 inside the pod's own network namespace: reachable
+    # only from inside it.
+    return ns_command(faultsvc(go_bin, "-mode", mode, "-addr", "127.0.0.1:8080",
+                               "-pprof-addr", f"127.0.0.1:{PPROF}", *extra), netns=True)
+
+
+def _no_traceback(a) -> None:
+    err = a.read_stderr()
+    assert "Traceback" not in err, err[-3000:]
+    assert not a.bad_lines, a.bad_lines[:3]
+
+
+def test_throttle_frames_match_the_cgroup_files(bcc: str, go_bin: Path) -> None:
+    with pod_cgroup(quota_us=20000, pod_quota_us=50000) as pc:
+        app = start_in(pc, _app(go_bin, "cpu"))
+        try:
+            wait_port(app.pid, PPROF)
+            with agent(bcc, "--pod-uid", pc.pod_uid, "--container-id", pc.container_id,
+                       "--interval", "1") as a:
+                hello = a.next("hello")
+                assert hello["target"]["pid"] == app.pid
+                assert hello["target"]["cgroups"]["container"] == str(pc.container())
+                a.next("throttle")
+                # Reference: the files, read right after each frame arrives.
+                def read():
+                    return cg.parse_kv((pc.container() / "cpu.stat").read_text())
+
+                ref0 = read()
+                frames = [a.next("throttle") for _ in range(4)]
+                ref1 = read()
+                _no_traceback(a)
+            c = [f["container"] for f in frames]
+            periods = sum(x["nr_periods"] for x in c)
+            throttled = sum(x["nr_throttled"] for x in c)
+            tns = sum(x["throttled_ns"] for x in c)
+            # Deltas match the files within one interval (10 periods of 100 ms).
+            assert abs(periods - (ref1["nr_periods"] - ref0["nr_periods"])) <= 10
+            assert abs(throttled - (ref1["nr_throttled"] - ref0["nr_throttled"])) <= 10
+            one_interval_ns = max(x["throttled_ns"] for x in c)
+            assert abs(tns - (ref1["throttled_time"] - ref0["throttled_time"])) <= one_interval_ns
+            assert throttled >= 20, c  # a busy Go app under a 0.2-CPU quota is throttled
+            assert all(x["quota_us"] == 20000 and x["period_us"] == 100000 for x in c)
+            assert all(f["pod"]["quota_us"] == 50000 for f in frames)
+            # Usage is capped by the quota: about 0.2 CPU-s per second.
+            for f in frames:
+                per_s = f["container"]["usage_ns"] / f["interval_ns"]
+                assert 0.1 < per_s < 0.35, f
+        finally:
+            stop_proc(app)
+
+
+def test_goroutine_count_matches_the_apps_own_count_in_its_netns(bcc: str, go_bin: Path) -> None:
+    with pod_cgroup() as pc:
+        app = start_in(pc, _app(go_bin, "healthy", "-load=false"))
+        try:
+            wait_port(app.pid, PPROF)
+            # From the node's own namespace the app's pprof is not there.
+            with pytest.raises(OSError):
+                import socket
+
+                with socket.create_connection(("127.0.0.1", PPROF), timeout=1) as s:
+                    s.sendall(b"GET /debug/pprof/ HTTP/1.0\r\n\r\n")
+                    if b"goroutine" not in s.recv(65536):
+                        raise OSError("something else listens on the node's 127.0.0.1:6060")
+            with agent(bcc, "--pod-uid", pc.pod_uid, "--interval", "0.5") as a:
+                a.next("collector", name="goroutines", state="on")
+                pairs = []
+                for _ in range(4):
+                    f = a.next("goroutines")
+                    text = nsenter_get(app.pid, PPROF, "/debug/pprof/goroutine?debug=1").decode()
+                    m = re.match(r"goroutine profile: total (\d+)", text)
+                    assert m, text[:200]
+                    pairs.append((f["count"], int(m.group(1))))
+                assert f["source"] == "pprof_index"
+                _no_traceback(a)
+            assert all(abs(ours - ref) <= 1 for ours, ref in pairs), pairs
+            assert all(ours >= 3 for ours, _ in pairs), pairs
+        finally:
+            stop_proc(app)
+
+
+def test_profiles_through_the_netns(bcc: str, go_bin: Path) -> None:
+    with pod_cgroup() as pc:
+        app = start_in(pc, _app(go_bin, "healthy", "-no-contention-profiles"))
+        try:
+            wait_port(app.pid, PPROF)
+            with agent(bcc, "--pod-uid", pc.pod_uid, "--container-id", pc.container_id) as a:
+                a.next("hello")
+                a.send("profile", id="g1", profile="goroutine", seconds=0)
+                g = a.next("profile", id="g1")
+                data = base64.b64decode(g["data"])
+                assert g["size"] == len(data) and data[:2] == b"\x1f\x8b"
+                assert not g["empty"] and count_samples(data)[0] >= 1
+                # The reference: the same profile fetched with nsenter has the same shape.
+                ref = nsenter_get(app.pid, PPROF, "/debug/pprof/goroutine")
+                assert gzip.decompress(ref)[:2] == gzip.decompress(data)[:2]
+
+                a.send("profile", id="m1", profile="mutex", seconds=0)
+                m = a.next("profile", id="m1")
+                assert m["empty"] is True
+                assert "SetMutexProfileFraction(5)" in m["note"]
+                a.send("profile", id="b1", profile="block", seconds=0)
+                b = a.next("profile", id="b1")
+                assert b["empty"] is True and "SetBlockProfileRate" in b["note"]
+
+                # A CPU profile while another one runs: the app says 500; we say why.
+                busy = threading.Thread(
+                    target=nsenter_get, args=(app.pid, PPROF, "/debug/pprof/profile?seconds=4"),
+                    daemon=True)
+                busy.start()
+                time.sleep(1.0)
+                a.send("profile", id="c1", profile="cpu", seconds=1)
+                e = a.next("error", id="c1")
+                assert e["code"] == "cpu_profile_busy" and "another CPU profile" in e["msg"]
+                busy.join(timeout=15)
+                a.send("profile", id="c2", profile="cpu", seconds=1)
+                c = a.next("profile", id="c2", timeout=30)
+                assert c["seconds"] == 1 and c["size"] > 0 and not c["empty"]
+                a.send("profile", id="x", profile="nonsense", seconds=0)
+                assert a.next("error", id="x")["code"] == "bad_profile"
+                _no_traceback(a)
+        finally:
+            stop_proc(app)
+
+
+def test_mutex_profile_with_contention_enabled_is_not_empty(bcc: str, go_bin: Path) -> None:
+    with pod_cgroup() as pc:
+        app = start_in(pc, _app(go_bin, "mutex"))
+        try:
+            wait_port(app.pid, PPROF)
+            time.sleep(2)
+            with agent(bcc, "--pod-uid", pc.pod_uid) as a:
+                a.send("profile", id="m", profile="mutex", seconds=0)
+                m = a.next("profile", id="m")
+                assert m["empty"] is False and m["note"] == ""
+        finally:
+            stop_proc(app)
+
+
+def test_no_pprof_gives_one_clear_error_and_the_agent_keeps_running(bcc: str,
+                                                                    go_bin: Path) -> None:
+    with pod_cgroup() as pc:
+        app = start_in(pc, _app(go_bin, "healthy", "-load=false"))
+        try:
+            wait_port(app.pid, PPROF)
+            with agent(bcc, "--pod-uid", pc.pod_uid, "--pprof-port", "6999") as a:
+                e = a.next("error", code="no_pprof")
+                assert e["hint"] == "serve net/http/pprof on :6060 or pass --pprof-port"
+                assert e["fatal"] is False
+                a.next("collector", name="goroutines", state="failed")
+                a.next("throttle")
+                a.next("throttle")  # still running
+                assert sum(1 for f in a.all if f["kind"] == "error") == 1
+                _no_traceback(a)
+        finally:
+            stop_proc(app)
+
+
+def test_non_go_process_gets_a_clear_frame_and_throttling(bcc: str) -> None:
+    with pod_cgroup() as pc:
+        p = start_in(pc, ["sleep", "60"])
+        try:
+            time.sleep(0.2)
+            with agent(bcc, "--pod-uid", pc.pod_uid, "--interval", "0.5") as a:
+                hello = a.next("hello")
+                assert hello["target"]["is_go"] is False
+                e = a.next("error", code="not_go")
+                assert "not a Go program" in e["msg"] and e["fatal"] is False
+                col = {c["name"]: c for c in hello["collectors"]}
+                assert col["goroutines"]["available"] is False
+                assert col["throttle"]["available"] is True
+                t = a.next("throttle")
+                assert t["container"]["quota_us"] == -1
+                a.send("profile", id="p", profile="heap", seconds=0)
+                assert a.next("error", id="p")["code"] == "no_profiles"
+                _no_traceback(a)
+        finally:
+            stop_proc(p)
+
+
+def test_target_exit_mid_run(bcc: str, go_bin: Path) -> None:
+    with pod_cgroup() as pc:
+        app = start_in(pc, faultsvc(go_bin, "-mode", "healthy", "-load=false", "-addr",
+                                    "127.0.0.1:0", "-pprof-addr", "127.0.0.1:0"))
+        try:
+            time.sleep(0.5)
+            with agent(bcc, "--pid", str(app.pid), "--interval", "0.5") as a:
+                a.next("throttle")
+                app.send_signal(signal.SIGKILL)  # unreaped: a zombie until we wait
+                te = a.next("target_exit", timeout=10)
+                assert te["pid"] == app.pid and te.get("signal") == 9, te
+                bye = a.next("bye")
+                assert bye["reason"] == "target exited"
+                assert a.wait() == 0
+                assert a.all[-1]["kind"] == "bye"
+                _no_traceback(a)
+        finally:
+            stop_proc(app)
+
+
+def test_stdin_close_sigterm_and_commands(bcc: str) -> None:
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        with agent(bcc, "--pid", str(p.pid), "--interval", "0.3") as a:
+            a.next("hello")
+            a.send("ping", id="42")
+            assert a.next("log", pong="42")["msg"] == "pong"
+            a.send("set", interval_ms=200, hz=500)
+            log = a.next("log", level="info", timeout=5)
+            assert log["interval_ns"] == 200_000_000 and log["hz"] == 99
+            a.send("disable", collector="throttle")
+            a.next("collector", name="throttle", state="off")
+            a.send("enable", collector="throttle")
+            a.next("collector", name="throttle", state="on")
+            a.send("enable", collector="nope")
+            assert a.next("error", code="bad_command")
+            assert a.proc.stdin is not None
+            a.proc.stdin.write(b"this is not json\n")
+            a.proc.stdin.flush()
+            assert "bad command line" in a.next("error", code="bad_command")["msg"]
+            a.close_stdin()
+            assert a.next("bye")["reason"] == "stdin closed"
+            assert a.wait() == 0
+            _no_traceback(a)
+        with agent(bcc, "--pid", str(p.pid)) as a:
+            a.next("collector", name="throttle", state="on")
+            a.proc.send_signal(signal.SIGTERM)
+            assert a.next("bye")["reason"] == "signal SIGTERM"
+            assert a.wait() == 0
+            _no_traceback(a)
+    finally:
+        stop_proc(p)
+
+
+def test_unknown_pod_is_a_fatal_frame_not_a_traceback(bcc: str) -> None:
+    with agent(bcc, "--pod-uid", "00000000-0000-0000-0000-00000000beef") as a:
+        assert a.next()["kind"] == "hello"  # always first
+        e = a.next("error")
+        assert e["code"] == "not_found" and e["fatal"] is True and "/proc/*/cgroup" in e["msg"]
+        assert a.next("bye")["detached"] == 0
+        assert a.wait() == 2
+        _no_traceback(a)
+
+
+def test_stdout_carries_only_frames(bcc: str) -> None:
+    # Whatever the agent's libraries print goes to stderr: every stdout line is a frame.
+    with agent(bcc, "--pid", str(os.getpid()), "--interval", "0.2") as a:
+        a.next("throttle")
+        a.close_stdin()
+        a.wait()
+    assert not a.bad_lines and a.all[0]["kind"] == "hello" and a.all[-1]["kind"] == "bye"
