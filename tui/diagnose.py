@@ -44,6 +44,9 @@ MAX_IN_FLIGHT = 3
 class DiagnoseOptions:
     duration_s: float = 30.0
     attach_timeout_s: float = 30.0
+    #: How long to wait for the requested collectors to come up (bcc compiles
+    #: each eBPF program at attach: tens of seconds on a busy node).
+    collector_wait_s: float = 90.0
     #: Extra seconds to wait after the window for profiles still in flight.
     grace_s: float = 15.0
     collectors: tuple[str, ...] = DIAGNOSE_COLLECTORS
@@ -100,6 +103,9 @@ class Diagnosis:
         self._first_t = 0
         self._last_t = 0
         self._agent_seen = False
+        self._hello_mono = 0.0
+        self._started = False
+        self._collector_state: dict[str, str] = {}
 
     def _plan(self) -> None:
         d = max(1, int(self.opt.duration_s))
@@ -132,13 +138,14 @@ class Diagnosis:
             if kind not in ("log", "error"):
                 if not self._agent_seen:
                     self._agent_seen = True
-                    self._first_t = t
-                    self._start_mono = self.monotonic()
+                    self._hello_mono = self.monotonic()
                     self.progress(self._hello_text(f))
                 self._last_t = max(self._last_t, t)
+            if kind == "collector":
+                self._collector_state[str(f.get("name"))] = str(f.get("state"))
         if kind == "error" and f.get("code") == "busy":
             for r in self._requests:
-                if f.get("id") == r.id and self._agent_seen:
+                if f.get("id") == r.id and self._started:
                     # Retry a moment later rather than lose the profile.
                     r.sent, r.at_s = False, self.monotonic() - self._start_mono + 1.0
             return
@@ -164,8 +171,23 @@ class Diagnosis:
     def _hello_text(self, f: dict[str, Any]) -> str:
         info = self.session.info
         return (f"attached to {info.pod.namespace}/{info.pod.name} via {info.transport}"
-                f"{' on ' + info.node if info.node else ''}; watching for "
-                f"{self.opt.duration_s:.0f} s")
+                f"{' on ' + info.node if info.node else ''}; starting "
+                f"{', '.join(self.opt.collectors)}")
+
+    def _maybe_start(self, now: float) -> None:
+        """Start the window once every requested collector is on or failed (or
+        after ``collector_wait_s``), so compile time does not eat the window."""
+        if self._started or not self._agent_seen:
+            return
+        waiting = [c for c in self.opt.collectors if c not in self._collector_state]
+        if waiting and now - self._hello_mono < self.opt.collector_wait_s:
+            return
+        self._started = True
+        self._start_mono = now
+        self._first_t = self._last_t
+        if waiting:
+            self.progress(f"no word from {', '.join(waiting)}; going on without")
+        self.progress(f"watching for {self.opt.duration_s:.0f} s")
 
     def _send_due(self, elapsed: float) -> None:
         for r in self._requests:
@@ -194,6 +216,10 @@ class Diagnosis:
             now = self.monotonic()
             if not self._agent_seen:
                 if now - t0 >= self.opt.attach_timeout_s or ended or fatal:
+                    break
+            elif not self._started:
+                self._maybe_start(now)
+                if ended or fatal:
                     break
             else:
                 elapsed = now - self._start_mono
