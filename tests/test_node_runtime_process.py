@@ -163,3 +163,14 @@ def test_adopts_running_container_after_runtime_restart(rt: SandboxRuntime) -> N
     gone = _wait(lambda: (i := again.container_status(pod.uid, info.id)) and i.state == "exited"
                  and i, what="exit seen by the adopting runtime")
     assert gone.exit_code == 137  # the shim outlived the old runtime and recorded it
+
+
+def test_memory_limit_oom_kill_is_reported(rt: SandboxRuntime) -> None:
+    pod = _pod()
+    rt.run_pod_sandbox(pod)
+    hog = ["sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"]
+    info = rt.start_container(pod, ContainerConfig("hog", IMAGE, args=hog,
+                                                   limits=cgroups.Limits(memory_bytes=16 << 20)))
+    done = _wait(lambda: (i := rt.container_status(pod.uid, info.id)) and i.state == "exited"
+                 and i, timeout=30, what="the memory hog to be killed")
+    assert done.exit_code == 137 and done.reason == "OOMKilled"

@@ -182,6 +182,23 @@ def kill_all(path: Path) -> None:
             pass
 
 
+def oom_killed(uid: str, qos: str, container_id: str, root: Path = CGROUP_ROOT) -> bool:
+    """True when the kernel's OOM killer killed a task of this container cgroup."""
+    rel = pod_relpath(uid, qos) + "/" + container_id
+    if is_v2(root):
+        events, key = root / rel / "memory.events", "oom_kill"
+    else:
+        events, key = root / "memory" / rel / "memory.oom_control", "oom_kill"
+    try:
+        for line in events.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value) > 0
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def remove_container(uid: str, qos: str, container_id: str, root: Path = CGROUP_ROOT) -> None:
     """Remove one container cgroup (its tasks are killed first)."""
     for h in hierarchies(root):

@@ -96,6 +96,7 @@ class NodeAgent:
         self.synced = threading.Event()
         self._last_heartbeat = 0.0
         self._threads: list[threading.Thread] = []
+        self._transitions: dict[str, tuple[str, str]] = {}  # node condition -> (status, since)
 
     # -- node object -------------------------------------------------------------
 
@@ -179,8 +180,6 @@ class NodeAgent:
                 ),
             },
         }
-
-    _transitions: dict[str, tuple[str, str]] = {}
 
     def _transition(self, ctype: str, status: str, now: str) -> str:
         old = self._transitions.get(ctype)

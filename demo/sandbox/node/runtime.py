@@ -305,6 +305,12 @@ class SandboxRuntime:
             _write_json(cdir / "exit", ex)
         info.state = "exited"
         if not rec.get("cgroupRemoved"):
+            if ex.get("exitCode") == 137 and cgroups.oom_killed(
+                pod_uid, rec.get("qos", ""), container_id
+            ):
+                ex.update(reason="OOMKilled")
+                info.reason = "OOMKilled"
+                _write_json(cdir / "exit", ex)
             # As containerd deletes the task: the dead container's cgroup goes, its record stays.
             cgroups.remove_container(pod_uid, rec.get("qos", "BestEffort"), container_id)
             rec["cgroupRemoved"] = True
