@@ -293,6 +293,36 @@ class BccCollector(Collector):
                                  "is the target still running? the agent must run as root") \
                 from None
 
+    # -- uprobes on Go functions ---------------------------------------------------------
+
+    def go_function(self, func: str) -> tuple[int, int, Any]:
+        """``(start, end, binary)`` of a function in the target's binary, from
+        .symtab or the pclntab (stripped binaries)."""
+        from bpf.symbols import ElfError, open_binary
+
+        try:
+            b = open_binary(self.target.exe)
+        except (OSError, ElfError) as e:
+            raise CollectorError("no_binary", f"cannot read the target's binary "
+                                 f"{self.target.exe}: {e}", "is the target still running?") \
+                from None
+        r = b.find_function(func)
+        if r is None or r[1] <= r[0]:
+            raise CollectorError(
+                "no_symbol",
+                f"{func} is not in the target's binary (Go {b.go_version or 'version unknown'})",
+                "this collector needs a Go program built by the gc toolchain, Go 1.18 or newer",
+            )
+        return r[0], r[1], b
+
+    def attach_uprobe_at(self, addr: int, fn_name: str) -> None:
+        """An entry uprobe at link-time address ``addr`` of the target's
+        binary, for the target's pid only (other pods running the same image
+        share the inode and must not pay the trap)."""
+        self.bpf.attach_uprobe(name=self.target.exe, addr=addr, fn_name=fn_name,
+                               pid=int(self.target.pid))
+        self.attached += 1
+
     def stop(self) -> int:
         b, self.bpf = self.bpf, None
         n, self.attached = self.attached, 0
