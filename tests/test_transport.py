@@ -143,7 +143,10 @@ def test_ssh_runs_agent_via_config_host_entry(sshd):
         assert link.description.startswith("ssh testnode")
         hello, bad = read_frames(link, 2)
         assert hello["kind"] == "hello" and hello["uid"] == 0
-        assert hello["target"]["argv"] == ["--pod-uid", "uid-123", "--container-id", CID]
+        assert hello["target"]["argv"] == [
+            "--pod-uid", "uid-123", "--container-id", CID, "--container", "app",
+            "--pprof-port", "6060",
+        ]  # fmt: skip
         assert bad["kind"] == "<bad>"  # passed through raw: the session counts it
         link.write(encode(make_command("ping", id="p1")).encode())
         (echo,) = read_frames(link, 1)
@@ -235,7 +238,7 @@ def test_local_runs_agent_command(tmp_path):
     link = LocalTransport(command=[sys.executable, str(script)]).start(target())
     try:
         hello = read_frames(link, 1)[0]
-        assert hello["target"]["argv"][-1] == CID
+        assert hello["target"]["argv"][3] == CID
         link.write(encode(make_command("stop")).encode())
         rest = [json.loads(x) for x in link.lines() if x.startswith(b"{")]
         assert rest[-1]["kind"] == "bye"

@@ -266,6 +266,7 @@ class AgentSession:
                     break
                 backoff = min(backoff * 2, self.backoff_max)
                 continue
+            attached_cid = self._container_id
             with self._lock:
                 self._link = link
                 sticky = list(self._sticky.values())
@@ -288,9 +289,11 @@ class AgentSession:
             if got_frames:
                 backoff = self.backoff_start
             first = False
-            if exited or self._restart.is_set():
+            if self._restart.is_set():
+                continue  # the pod poll saw a new container ID: attach to it now
+            if exited:
                 self._state = "following"
-                self._follow_restart()
+                self._follow_restart(attached_cid)
                 continue
             self._state = "reconnecting"
             self._last_error = reason
@@ -342,12 +345,12 @@ class AgentSession:
                 break
         return got, exited
 
-    def _follow_restart(self) -> None:
+    def _follow_restart(self, old: str | None) -> None:
         """The container went away: wait for the pod to show a new container ID."""
-        old = self._container_id
+        parsed = parse_container_id(old)
+        short = parsed[1][:12] if parsed else str(old)
         self._log(
-            "warn",
-            f"container {self._short_id()} of {self._pod.key} exited; waiting for its replacement",
+            "warn", f"container {short} of {self._pod.key} exited; waiting for its replacement"
         )
         if self._read_pod is None:
             self._wait(self.backoff_start)

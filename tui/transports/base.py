@@ -34,6 +34,11 @@ class AgentTarget:
 
     def agent_args(self) -> list[str]:
         args = ["--pod-uid", self.pod.uid, "--container-id", self.container_id]
+        if self.container.name:
+            args += ["--container", self.container.name]
+        port = self.container.pprof_port or self.pod.pprof_port
+        if port:
+            args += ["--pprof-port", str(port)]
         return args + list(self.extra_args)
 
 
