@@ -311,18 +311,33 @@ class Sandbox:
     def _teardown(self, quiet: bool) -> list[str]:
         lay = self.lay
         say = (lambda _m: None) if quiet else self._progress
-        daemons = {d.name: d for d in procs.load(lay.pids)}
-        # Node runtimes first: they delete their pods' processes, veths and cgroups.
-        order = sorted(daemons, key=lambda n: (0 if n.startswith("node-") else
-                                               1 if n.startswith("sshd-") else
-                                               2 if n == "apiserver" else 3, n))
-        for name in order:
-            d = daemons[name]
-            was = d.alive()
-            ok = procs.stop(lay.pids, d, timeout=30 if name.startswith("node-") else 10)
-            if was:
-                say(f"  stopped {name} (pid {d.pid})" if ok else f"  could not stop {name}")
-        self._node_cleanup(say)
+        daemons = procs.load(lay.pids)
+
+        def tier(d: procs.Daemon) -> int:
+            # Node runtimes first (they stop their pods and need the API server to report
+            # it), then sshd, then the API server, then etcd.
+            if d.name.startswith("node-"):
+                return 0
+            if d.name.startswith("sshd-"):
+                return 1
+            return 2 if d.name == "apiserver" else 3
+
+        for level in sorted({tier(d) for d in daemons}):
+            group = [d for d in daemons if tier(d) == level]
+            was = [d.alive() for d in group]
+            t0 = time.monotonic()
+            gone = procs.stop_many(lay.pids, group, timeout=30 if level == 0 else 10)
+            dt = time.monotonic() - t0
+            for d, w, ok in zip(group, was, gone, strict=True):
+                if w:
+                    say(f"  stopped {d.name} (pid {d.pid}) in {dt:.2f} s" if ok
+                        else f"  could not stop {d.name} (pid {d.pid})")
+        # A node runtime that stopped cleanly took its pods, veths, cgroups and the bridge
+        # with it; the (slower) clean-up command is for what a killed one left behind.
+        if leftovers(lay.root):
+            t0 = time.monotonic()
+            self._node_cleanup(say)
+            say(f"  node clean-up {time.monotonic() - t0:.2f} s")
         shutil.rmtree(lay.etcd_data, ignore_errors=True)
         lay.state_file.unlink(missing_ok=True)
         left = leftovers(lay.root)
@@ -395,6 +410,23 @@ class Sandbox:
             for p in core.list_pod_for_all_namespaces().items
         ]
         return {"version": version, "node_ready": ready, "pods": pods}
+
+
+# Command-line markers of the processes the sandbox starts (with the state dir in argv).
+_OUR_COMMANDS = (b"sandbox-control", b"sshd", b"demo.sandbox.node", b"shim.py")
+
+
+def _ancestors() -> set[int]:
+    """This process and its ancestors (a `sudo ... down --state-dir D` is not a leftover)."""
+    out, pid = set(), os.getpid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(")") + 2 :].split()[1])
+    return out
 
 
 def _preload_kubernetes() -> None:
@@ -470,7 +502,18 @@ def leftovers(state_root: Path) -> list[str]:
     cgroups = {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("*/kubepods")}
     cgroups |= {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("kubepods*")}
     found += [f"cgroup {kp}" for kp in sorted(cgroups)]
-    for d in procs.load(state_root / "pids"):
-        if d.alive():
-            found.append(f"process {d.name} (pid {d.pid})")
+    needle = root.encode()
+    mine = _ancestors()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) in mine:
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes()
+            if needle not in cmd or not any(k in cmd for k in _OUR_COMMANDS):
+                continue
+            if "\nState:\tZ" not in (p / "status").read_text():
+                shown = cmd.replace(b"\0", b" ").decode(errors="replace")[:120]
+                found.append(f"process {p.name}: {shown}")
+        except OSError:
+            continue
     return found

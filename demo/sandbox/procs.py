@@ -135,6 +135,21 @@ def stop(piddir: Path, d: Daemon, timeout: float = 10.0) -> bool:
     return gone
 
 
+def stop_many(piddir: Path, daemons: Sequence[Daemon], timeout: float = 10.0) -> list[bool]:
+    """Stop several daemons at once (SIGTERM all, then wait), so their grace periods overlap.
+
+    Returns:
+        Per daemon, True if it is gone.
+    """
+    for d in daemons:
+        if d.alive():
+            try:
+                os.killpg(d.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    return [stop(piddir, d, timeout) for d in daemons]
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (the kernel picks it; racy only in theory)."""
     import socket
