@@ -13,6 +13,7 @@ APT_PACKAGES=(
   iproute2 procps psmisc strace util-linux # namespaces, veths, process inspection
   busybox-static                           # the sandbox's non-Go container
   librsvg2-bin tmux                        # looking at the console: SVG to PNG, headless terminal
+  wrk                                      # `make bench`: load on the healthy service (loopback)
   ca-certificates git
 )
 
