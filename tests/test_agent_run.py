@@ -286,3 +286,50 @@ def test_stdout_carries_only_frames(bcc: str) -> None:
         a.close_stdin()
         a.wait()
     assert not a.bad_lines and a.all[0]["kind"] == "hello" and a.all[-1]["kind"] == "bye"
+
+
+@pytest.mark.ebpf
+def test_ebpf_collectors_are_detached_when_the_container_restarts(bcc: str, go_bin: Path) -> None:
+    from bpf import bcc_env
+
+    with pod_cgroup() as pc:
+        app = start_in(pc, _app(go_bin, "cpu"))
+        try:
+            wait_port(app.pid, PPROF)
+            before = set(bcc_env.bpf_programs())
+            with agent(bcc, "--pod-uid", pc.pod_uid, "--container-id", pc.container_id,
+                       "--interval", "0.5", ebpf=True) as a:
+                a.next("collector", name="cpu_stacks", state="on", timeout=60)
+                f = a.next("cpu_stacks", timeout=10)
+                f = a.next("cpu_stacks", timeout=10)
+                assert f["samples"] > 0
+                ours = {i for i, n in bcc_env.bpf_programs().items()
+                        if i not in before and n.startswith("gkd_")}
+                assert ours, "no gkd_ program loaded while cpu_stacks is on"
+                # The container "restarts": its process dies and a new one starts.
+                stop_proc(app)
+                app = start_in(pc, _app(go_bin, "cpu"))
+                te = a.next("target_exit", timeout=10)
+                assert "exited" in te["reason"] or "killed" in te["reason"]
+                bye = a.next("bye", timeout=15)
+                assert bye["detached"] >= 1
+                assert a.wait() == 0
+                _no_traceback(a)
+            assert not ours & set(bcc_env.bpf_programs()), "a probe was left attached"
+        finally:
+            stop_proc(app)
+
+
+@pytest.mark.ebpf
+def test_hidden_ebpf_flag_prints_the_generated_c(bcc: str) -> None:
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        r = subprocess.run([bcc, "-m", "bpf.agent", "--ebpf", "--pid", str(p.pid)],
+                           cwd=str(Path(__file__).resolve().parent.parent),
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        p.kill()
+        p.wait()
+    assert r.returncode == 0, r.stderr
+    assert "---- cpu_stacks" in r.stdout and f"#define TARGET_TGID {p.pid}" in r.stdout
+    assert "get_stackid" in r.stdout
