@@ -52,6 +52,8 @@ def _gunzip(data: bytes) -> bytes:
         out = d.decompress(data, MAX_PROFILE_BYTES)
         if d.unconsumed_tail:
             raise ProfileError(f"profile inflates past {MAX_PROFILE_BYTES} bytes; refusing it")
+        if not d.eof:
+            raise ProfileError("profile is gzip but the stream is cut short (truncated download?)")
         return out
     except zlib.error as e:
         raise ProfileError(f"profile is gzip but does not decompress: {e}") from None
