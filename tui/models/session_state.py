@@ -385,7 +385,9 @@ class SessionModel:
             self._link.state, self._link.detail = "dropped", clean(f.get("msg"), 200)
 
     def _on_cpu_stacks(self, t: float, f: Mapping[str, Any]) -> None:
-        stacks = schema.expand_stacks(dict(f))
+        # Symbols come from the target's binary: clean each name once per frame.
+        funcs = [clean(name, 300) for name in f["funcs"]]
+        stacks = schema.expand_stacks({"funcs": funcs, "stacks": f["stacks"]})
         self.calltree.add(t, stacks, "ebpf")
         lost = f.get("lost") or 0
         if lost:

@@ -35,6 +35,16 @@ def node_label(node: CallNode, total: int, related: bool = False) -> Text:
     return t
 
 
+def _descendants(node: TreeNode[Path]) -> list[TreeNode[Path]]:
+    out: list[TreeNode[Path]] = []
+    stack = list(node.children)
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        stack.extend(n.children)
+    return out
+
+
 class CallTreeWidget(Tree[Path]):
     """The Tree itself; data of each node is its path."""
 
@@ -80,24 +90,31 @@ class CallTreeWidget(Tree[Path]):
     def _label(self, node: CallNode) -> Text:
         return node_label(node, self.view.total, node.path in self.related)
 
-    def _sync(self, tnode: TreeNode[Path], vnode: CallNode) -> None:
+    def _sync(
+        self, tnode: TreeNode[Path], vnode: CallNode, expanded: set[Path] | None = None
+    ) -> None:
+        """Make ``tnode``'s children show ``vnode``'s; ``expanded`` are paths to re-open
+        (given when an ancestor was rebuilt)."""
         wanted = [c.path for c in vnode.children]
         have = [c.data for c in tnode.children]
-        if wanted == have:
+        if wanted == have and expanded is None:
             for tchild, vchild in zip(tnode.children, vnode.children, strict=True):
                 tchild.set_label(self._label(vchild))
                 tchild.allow_expand = bool(vchild.children)
                 if tchild.is_expanded or tchild.children:
                     self._sync(tchild, vchild)
             return
-        expanded = {c.data for c in tnode.children if c.is_expanded}
+        if expanded is None:
+            # Remember every open node below, not just the children: a rebuild
+            # would otherwise close the whole subtree the user had opened.
+            expanded = {n.data for n in _descendants(tnode) if n.is_expanded}
         tnode.remove_children()
         for vchild in vnode.children:
             tchild = tnode.add(
                 self._label(vchild), data=vchild.path, allow_expand=bool(vchild.children)
             )
             if vchild.path in expanded:
-                self._sync(tchild, vchild)
+                self._sync(tchild, vchild, expanded)
                 tchild.expand()
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[Path]) -> None:
@@ -130,8 +147,17 @@ class CallTreeWidget(Tree[Path]):
         """Open the tree down to ``path`` and put the cursor on it."""
         node = self.expand_path(path)
         if node is not None:
-            self.move_cursor(node)
+            self._user_moved = True  # the finding's path stays where the user asked
+            self._move_to(node)
             self.scroll_to_node(node, animate=False)
+
+    def _move_to(self, node: TreeNode[Path]) -> None:
+        # A node's line is only known once the tree's lines are rebuilt after a change;
+        # asking for lines by number rebuilds them (move_cursor alone would use a stale line).
+        for line in range(self.last_line + 1):
+            if self.get_node_at_line(line) is node:
+                self.cursor_line = line
+                return
 
     def _restore_cursor(self, path: Path) -> None:
         if self.cursor_node is not None and self.cursor_node.data == path:
@@ -142,4 +168,4 @@ class CallTreeWidget(Tree[Path]):
             if nxt is None:
                 break
             node = nxt
-        self.move_cursor(node)
+        self._move_to(node)
