@@ -350,6 +350,16 @@ class FindingsEngine:
                 secs += int(fr.get("interval_ns") or 0) / NS
                 hz = hz or int(fr.get("hz") or 0)
             cores = samples / (hz * secs) if hz and secs else 0.0
+            # Go's own profiler counts thread CPU time exactly; perf sampling can
+            # miss samples on a loaded node. Take the larger estimate of CPU use.
+            ps = self._latest_profile("cpu", start, end)
+            if ps and ps.profile is not None and not ps.profile.empty:
+                dur = ps.profile.duration_ns or int(ps.seconds * NS)
+                try:
+                    pcores = ps.profile.total("cpu") / dur if dur else 0.0
+                except ProfileError:
+                    pcores = 0.0
+                cores = max(cores, pcores)
             return stacks, cores, f"eBPF CPU samples ({samples} at {hz} Hz)", self._span(
                 [fr for fr, _ in items])
         ps = self._latest_profile("cpu", start, end)
