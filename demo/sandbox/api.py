@@ -29,6 +29,8 @@ DEMO_MANIFESTS = ROOT / "demo" / "manifests"
 DEMO_NAMESPACE = "demo"
 BRIDGE = "gkd0"
 MAX_NODES = 9
+# Seconds `up` waits for another sandbox on this host to go down before giving up.
+ENV_WAIT = "GO_K8S_DEBUG_SANDBOX_WAIT"
 
 
 def node_ip(index: int) -> str:
@@ -159,15 +161,19 @@ class Sandbox:
         self._progress(f"sandbox up: {nodes} node(s), state in {self.state_dir}")
         # The kubernetes client takes ~1 s to import: do it while etcd starts.
         threading.Thread(target=_preload_kubernetes, daemon=True).start()
+        other = self._wait_for_other_sandbox()
+        if other:
+            raise SandboxError(
+                f"another sandbox is running on this host (state dir {other}); nodes share "
+                "the bridge and node addresses, so stop it first: "
+                f"`go-k8s-debug sandbox down --state-dir {other}`"
+            )
         # Anything a crashed earlier run left behind goes first.
         self._teardown(quiet=True)
         if Path(f"/sys/class/net/{BRIDGE}").exists():
-            other = other_sandbox_state_dir()
-            where = f"--state-dir {other}" if other else "--state-dir DIR (its state dir)"
             raise SandboxError(
-                f"another sandbox is running on this host (the bridge {BRIDGE} exists): stop it "
-                f"with `go-k8s-debug sandbox down {where}`, or delete the bridge with "
-                f"`ip link del {BRIDGE}` if nothing uses it"
+                f"the bridge {BRIDGE} of an earlier sandbox is still there and no sandbox "
+                f"runs: delete it with `ip link del {BRIDGE}`"
             )
         try:
             self._up(binary, nodes, demo, deadline)
@@ -227,6 +233,27 @@ class Sandbox:
                 sshd.wait_listening(d, ip, _left(deadline))
         if demo:
             self._apply_demo(deadline)
+
+    def _wait_for_other_sandbox(self) -> Path | None:
+        """Wait up to $GO_K8S_DEBUG_SANDBOX_WAIT seconds (default 0) for another sandbox to go.
+
+        Test runs of several developers on one machine queue up this way instead of failing.
+
+        Returns:
+            The other sandbox's state dir if it still runs.
+        """
+        try:
+            wait = float(os.environ.get(ENV_WAIT, "0") or 0)
+        except ValueError:
+            wait = 0.0
+        deadline = time.monotonic() + wait
+        other = other_sandbox_state_dir(self.state_dir)
+        if other and wait > 0:
+            self._progress(f"  waiting up to {wait:.0f} s for the sandbox in {other} to go down")
+        while other and time.monotonic() < deadline:
+            time.sleep(1)
+            other = other_sandbox_state_dir(self.state_dir)
+        return other
 
     def _start_node(self, name: str, ip: str) -> procs.Daemon:
         ndir = self.lay.node_dir(name)
@@ -332,30 +359,33 @@ class Sandbox:
                 if w:
                     say(f"  stopped {d.name} (pid {d.pid}) in {dt:.2f} s" if ok
                         else f"  could not stop {d.name} (pid {d.pid})")
+        # The bridge, pod namespaces and kubepods cgroups are host-wide: while another
+        # sandbox runs they are its, so neither clean them nor count them as ours.
+        host = other_sandbox_state_dir(lay.root) is None
         # A node runtime that stopped cleanly took its pods, veths, cgroups and the bridge
         # with it; the (slower) clean-up command is for what a killed one left behind.
-        if leftovers(lay.root):
+        if leftovers(lay.root, host):
             t0 = time.monotonic()
-            self._node_cleanup(say)
+            self._node_cleanup(say, host)
             say(f"  node clean-up {time.monotonic() - t0:.2f} s")
         shutil.rmtree(lay.etcd_data, ignore_errors=True)
         lay.state_file.unlink(missing_ok=True)
-        left = leftovers(lay.root)
+        left = leftovers(lay.root, host)
         for item in left:
             say(f"  leftover: {item}")
         return left
 
-    def _node_cleanup(self, say: Callable[[str], None]) -> None:
+    def _node_cleanup(self, say: Callable[[str], None], host: bool) -> None:
         """Ask the node runtime to remove anything a killed runtime could not."""
         if not lay_has_nodes(self.lay) or not (ROOT / "demo/sandbox/node/__main__.py").exists():
             return
         ndirs = sorted(p for p in self.lay.nodes.iterdir() if p.is_dir())
         for i, ndir in enumerate(ndirs):
             # After the last node, --host removes the bridge and shared kubepods cgroups.
-            host = ["--host"] if i == len(ndirs) - 1 else []
+            host_flag = ["--host"] if host and i == len(ndirs) - 1 else []
             r = subprocess.run(
                 [sys.executable, "-m", "demo.sandbox.node", "cleanup", "--state-dir", str(ndir),
-                 *host],
+                 *host_flag],
                 capture_output=True, text=True, cwd=ROOT, timeout=60,
             )
             if r.returncode != 0:
@@ -434,8 +464,13 @@ def _preload_kubernetes() -> None:
     import kubernetes.config  # noqa: F401
 
 
-def other_sandbox_state_dir() -> Path | None:
-    """The state dir of a sandbox whose node runtime runs on this host, if any."""
+def other_sandbox_state_dir(mine: Path | None = None) -> Path | None:
+    """The state dir of another sandbox whose node runtime runs on this host, if any.
+
+    Args:
+        mine: a state dir that does not count as another sandbox.
+    """
+    mine_r = mine.resolve() if mine else None
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
@@ -447,7 +482,9 @@ def other_sandbox_state_dir() -> Path | None:
             i = argv.index(b"--state-dir")
             if i + 1 < len(argv):
                 # STATE/nodes/node-N -> STATE
-                return Path(argv[i + 1].decode(errors="replace")).parent.parent
+                state = Path(argv[i + 1].decode(errors="replace")).parent.parent
+                if state.resolve() != mine_r:
+                    return state
     return None
 
 
@@ -477,8 +514,8 @@ def _why(pod: Any) -> str:
     return pod.status.phase or "Pending (no status yet)"
 
 
-def leftovers(state_root: Path) -> list[str]:
-    """What the sandbox could have left on the host: bridge, netns, mounts, cgroups, daemons."""
+def _host_leftovers() -> list[str]:
+    """Host-wide traces of a sandbox: the bridge, gkd* links and netns, kubepods cgroups."""
     found: list[str] = []
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         found.append(f"network bridge {BRIDGE}")
@@ -493,15 +530,29 @@ def leftovers(state_root: Path) -> list[str]:
         # The node runtime names its pod namespaces gkd-<uid prefix>.
         found += [f"network namespace {p.name}" for p in netns.iterdir()
                   if p.name.startswith("gkd")]
+    # v1 controllers (cpu is a symlink to cpu,cpuacct: resolve to list each once), and v2.
+    cgroups = {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("*/kubepods")}
+    cgroups |= {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("kubepods*")}
+    found += [f"cgroup {kp}" for kp in sorted(cgroups)]
+    return found
+
+
+def leftovers(state_root: Path, host: bool = True) -> list[str]:
+    """What the sandbox could have left on the host: bridge, netns, mounts, cgroups, daemons.
+
+    Args:
+        state_root: the sandbox's state directory (mounts and processes that name it).
+        host: also check the host-wide bridge, pod namespaces and kubepods cgroups
+            (pass False while another sandbox runs: they are its).
+    """
+    found: list[str] = []
+    if host:
+        found += _host_leftovers()
     root = str(state_root.resolve())
     for line in Path("/proc/mounts").read_text().splitlines():
         target = line.split()[1]
         if target.startswith(root):
             found.append(f"mount {target}")
-    # v1 controllers (cpu is a symlink to cpu,cpuacct: resolve to list each once), and v2.
-    cgroups = {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("*/kubepods")}
-    cgroups |= {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("kubepods*")}
-    found += [f"cgroup {kp}" for kp in sorted(cgroups)]
     needle = root.encode()
     mine = _ancestors()
     for p in Path("/proc").iterdir():

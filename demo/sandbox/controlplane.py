@@ -12,6 +12,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from demo.sandbox import procs
@@ -58,7 +59,12 @@ def start_etcd(lay: Layout, binary: Path, client_port: int, peer_port: int) -> p
 
 
 def start_apiserver(
-    lay: Layout, binary: Path, etcd_port: int, secure_port: int, pki: PkiPaths
+    lay: Layout,
+    binary: Path,
+    etcd_port: int,
+    secure_port: int,
+    pki: PkiPaths,
+    extra: Sequence[str] = (),
 ) -> procs.Daemon:
     """Start kube-apiserver with TLS, client-certificate authn and RBAC authz."""
     argv = [
@@ -89,6 +95,7 @@ def start_apiserver(
         "--endpoint-reconciler-type=none",
         "--profiling=false",
         "--v=1",
+        *extra,
     ]
     return procs.start(lay.pids, "apiserver", argv, lay.logs / "apiserver.log")
 
