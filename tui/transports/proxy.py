@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import quote
 
 from bpf.schema import FrameError, decode_command, encode, make_frame
-from tui.transports.base import AgentTarget, TransportError
+from tui.cluster import PPROF_DEFAULT_PORT
+from tui.transports.base import AgentTarget
 
 CPU_PROFILE_SECONDS = 5
 GOROUTINE_POLL_S = 1.0
@@ -357,13 +358,17 @@ class PprofOnlyTransport:
         self.cpu_seconds = cpu_seconds
 
     def start(self, target: AgentTarget) -> ProxyLink:
+        """Start polling; a pod without a declared pprof port is tried on 6060."""
         port = target.container.pprof_port or target.pod.pprof_port
-        if port is None:
-            raise TransportError(
-                f"Pod {target.pod.key} declares no pprof port (a containerPort named 'pprof', or "
-                "6060), so pprof-only mode has nothing to read. Declare the port, or attach with "
-                "--transport ssh or local.",
-                retry=False,
-            )
+        guessed = port is None
+        port = port or PPROF_DEFAULT_PORT
         pprof = PodProxyPprof(self.api_client, target.pod.namespace, target.pod.name, port)
-        return ProxyLink(pprof, target, self.cpu_seconds)
+        link = ProxyLink(pprof, target, self.cpu_seconds)
+        if guessed:
+            link._emit(
+                "log",
+                level="warn",
+                msg=f"{target.pod.key} declares no pprof port (a containerPort named "
+                f"'pprof'); trying the usual {PPROF_DEFAULT_PORT}",
+            )
+        return link

@@ -152,7 +152,7 @@ def _describe_connect_error(exc: BaseException, host: str, opts: SSHOptions) -> 
         )
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return TransportError(
-            f"Timed out connecting to {host} over SSH after {opts.connect_timeout:g} s. "
+            f"Timed out connecting to {host} over SSH. "
             "Is the node reachable from here, or does it need --ssh-jump?"
         )
     if isinstance(exc, asyncssh.Error):
