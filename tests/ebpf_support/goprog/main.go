@@ -5,7 +5,8 @@
 //	futex       OS threads that park and wake (timers + LockOSThread)
 //	goroutines  a steady set of N parked goroutines, resized by GET /set?n=
 //	churn       short-lived goroutines created and exiting all the time
-//	gc          allocation pressure and explicit GC cycles
+//	gc          allocation pressure (GET /gc?n= also forces n cycles)
+//	bench       after a line on stdin, time syscalls, goroutines and CPU work
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -98,8 +100,33 @@ func gcMode() {
 	}
 }
 
+// bench prints ns per getppid syscall, per goroutine created and exited, and
+// per unit of CPU work: the cost measurements run it with and without probes.
+func bench() {
+	const nsys = 2000000
+	t := time.Now()
+	for i := 0; i < nsys; i++ {
+		syscall.Getppid()
+	}
+	fmt.Printf("getppid_ns %.1f\n", float64(time.Since(t).Nanoseconds())/nsys)
+	const ng = 100000
+	var wg sync.WaitGroup
+	t = time.Now()
+	for i := 0; i < ng; i++ {
+		wg.Add(1)
+		go func() { wg.Done() }()
+		wg.Wait()
+	}
+	fmt.Printf("goroutine_ns %.1f\n", float64(time.Since(t).Nanoseconds())/ng)
+	t = time.Now()
+	for i := 0; i < 200; i++ {
+		sink += burnCPU(1 << 16)
+	}
+	fmt.Printf("burn_ns %.1f\n", float64(time.Since(t).Nanoseconds())/200)
+}
+
 func main() {
-	mode := flag.String("mode", "cpu", "cpu|futex|goroutines|churn|gc|idle")
+	mode := flag.String("mode", "cpu", "cpu|futex|goroutines|churn|gc|idle|bench")
 	n := flag.Int("n", 50, "goroutines for -mode goroutines")
 	rate := flag.Int("rate", 200, "goroutines per second for -mode churn")
 	flag.Parse()
@@ -111,6 +138,17 @@ func main() {
 		}
 		setGoroutines(k)
 		fmt.Fprintln(w, runtime.NumGoroutine())
+	})
+	http.HandleFunc("/gc", func(w http.ResponseWriter, r *http.Request) {
+		k, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		for i := 0; i < k; i++ {
+			runtime.GC()
+		}
+		fmt.Fprintln(w, k)
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -134,6 +172,11 @@ func main() {
 		churnMode(*rate)
 	case "gc":
 		gcMode()
+	case "bench":
+		// Wait for "go" on stdin so probes can attach first.
+		var b [1]byte
+		os.Stdin.Read(b[:])
+		bench()
 	default:
 		select {}
 	}
