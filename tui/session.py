@@ -23,7 +23,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bpf.schema import FrameError, decode_frame, encode, make_frame
-from tui.cluster import ClusterError, node_address, parse_container_id, select_container
+from tui.cluster import (
+    ClusterError,
+    describe_api_error,
+    node_address,
+    parse_container_id,
+    select_container,
+)
 from tui.sources.base import PodInfo, SessionInfo
 from tui.transports.base import AgentLink, AgentTarget, Transport, TransportError
 
@@ -194,7 +200,7 @@ class AgentSession:
             try:
                 addr = self._node_address_of(pod.node)
             except Exception as e:  # noqa: BLE001 - fall back to the node name / ssh config
-                self._log("warn", f"could not read node {pod.node}: {e}")
+                self._log("warn", describe_api_error(e, f"read node {pod.node}"))
         return AgentTarget(
             pod=pod,
             container=c,
