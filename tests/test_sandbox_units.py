@@ -149,3 +149,27 @@ def test_cli_kubeconfig_before_up_says_what_to_do(tmp_path: Path,
     assert "sandbox up" in capsys.readouterr().err
     assert cli_main(["status", "--state-dir", str(tmp_path)]) == 3
     assert "down" in capsys.readouterr().out
+
+
+def test_host_claim_one_sandbox_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from demo.sandbox import claim
+
+    monkeypatch.setattr(claim, "CLAIM", tmp_path / "claim")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    assert claim.take(a) is None
+    assert claim.take(a) is None, "the owner may take its own claim again"
+    assert claim.take(b) == a.resolve(), "this (live) process owns it for a"
+    claim.release(b)
+    assert claim.owner() == a.resolve(), "b cannot release a's claim"
+    claim.release(a)
+    assert claim.owner() is None and not (tmp_path / "claim").exists()
+    # A claim whose process and daemons are gone is stale: anyone may take it.
+    (tmp_path / "claim").write_text(
+        '{"state_dir": "%s", "pid": 999999999, "start_time": 1}' % a.resolve()
+    )
+    assert claim.owner() is None
+    assert claim.take(b) is None
+    assert claim.owner() == b.resolve()
+    claim.release(b)

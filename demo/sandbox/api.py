@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from demo.sandbox import certs, controlplane, kubeconfig, manifests, procs, sshd
+from demo.sandbox import certs, claim, controlplane, kubeconfig, manifests, procs, sshd
 from demo.sandbox.layout import Layout, default_state_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,31 +155,32 @@ class Sandbox:
                 f"{sshd.SSHD} is missing: install the OpenSSH server (make setup does it)"
             )
         binary = controlplane.find_binary()
+        self._progress(f"sandbox up: {nodes} node(s), state in {self.state_dir}")
+        # The kubernetes client takes 1-3 s to import: do it while etcd starts.
+        threading.Thread(target=_preload_kubernetes, daemon=True).start()
+        other = self._claim_host()
         deadline = time.monotonic() + timeout
         self.timings = {}
         t_start = time.monotonic()
-        self._progress(f"sandbox up: {nodes} node(s), state in {self.state_dir}")
-        # The kubernetes client takes ~1 s to import: do it while etcd starts.
-        threading.Thread(target=_preload_kubernetes, daemon=True).start()
-        other = self._wait_for_other_sandbox()
         if other:
             raise SandboxError(
                 f"another sandbox is running on this host (state dir {other}); nodes share "
                 "the bridge and node addresses, so stop it first: "
                 f"`go-k8s-debug sandbox down --state-dir {other}`"
             )
-        # Anything a crashed earlier run left behind goes first.
-        self._teardown(quiet=True)
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
-            raise SandboxError(
-                f"the bridge {BRIDGE} of an earlier sandbox is still there and no sandbox "
-                f"runs: delete it with `ip link del {BRIDGE}`"
-            )
         try:
+            # Anything a crashed earlier run left behind goes first.
+            self._teardown(quiet=True)
+            if Path(f"/sys/class/net/{BRIDGE}").exists():
+                raise SandboxError(
+                    f"the bridge {BRIDGE} of an earlier sandbox is still there and no sandbox "
+                    f"runs: delete it with `ip link del {BRIDGE}`"
+                )
             self._up(binary, nodes, demo, deadline)
         except BaseException:
             self._progress("sandbox up failed; stopping what was started (logs stay in logs/)")
             self._teardown(quiet=True)
+            claim.release(self.state_dir)
             raise
         self.timings["total"] = time.monotonic() - t_start
         self._progress(f"  {'total':<28} {self.timings['total']:6.2f} s")
@@ -234,26 +235,35 @@ class Sandbox:
         if demo:
             self._apply_demo(deadline)
 
-    def _wait_for_other_sandbox(self) -> Path | None:
-        """Wait up to $GO_K8S_DEBUG_SANDBOX_WAIT seconds (default 0) for another sandbox to go.
+    def _claim_host(self) -> Path | None:
+        """Claim the host for this sandbox, waiting up to $GO_K8S_DEBUG_SANDBOX_WAIT seconds.
 
-        Test runs of several developers on one machine queue up this way instead of failing.
+        The wait (default 0) lets test runs of several developers on one machine queue
+        up instead of failing.
 
         Returns:
-            The other sandbox's state dir if it still runs.
+            None once claimed, else the state dir of the sandbox that still runs.
         """
         try:
             wait = float(os.environ.get(ENV_WAIT, "0") or 0)
         except ValueError:
             wait = 0.0
         deadline = time.monotonic() + wait
-        other = other_sandbox_state_dir(self.state_dir)
-        if other and wait > 0:
-            self._progress(f"  waiting up to {wait:.0f} s for the sandbox in {other} to go down")
-        while other and time.monotonic() < deadline:
+        said = False
+        while True:
+            other = claim.take(self.state_dir)
+            if other is None:
+                # A node runtime started by hand (not through `up`) holds no claim.
+                other = other_sandbox_state_dir(self.state_dir)
+                if other is None:
+                    return None
+                claim.release(self.state_dir)
+            if time.monotonic() >= deadline:
+                return other
+            if not said:
+                self._progress(f"  waiting up to {wait:.0f} s for the sandbox in {other} to go")
+                said = True
             time.sleep(1)
-            other = other_sandbox_state_dir(self.state_dir)
-        return other
 
     def _start_node(self, name: str, ip: str) -> procs.Daemon:
         ndir = self.lay.node_dir(name)
@@ -333,7 +343,9 @@ class Sandbox:
         Returns:
             Leftovers found after clean-up (empty when the machine is clean).
         """
-        return self._teardown(quiet=False)
+        left = self._teardown(quiet=False)
+        claim.release(self.state_dir)
+        return left
 
     def _teardown(self, quiet: bool) -> list[str]:
         lay = self.lay
@@ -471,6 +483,9 @@ def other_sandbox_state_dir(mine: Path | None = None) -> Path | None:
         mine: a state dir that does not count as another sandbox.
     """
     mine_r = mine.resolve() if mine else None
+    owner = claim.owner()
+    if owner is not None and owner.resolve() != mine_r:
+        return owner
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, utils
 
 # Objects other manifests live in go first.
 _ORDER = {"Namespace": 0, "ClusterRole": 1, "Role": 1, "ServiceAccount": 1, "ConfigMap": 1}
@@ -43,12 +42,14 @@ def bind_pods(docs: list[dict[str, Any]], node_names: list[str]) -> list[dict[st
     return out
 
 
-def apply(api: client.ApiClient, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Create each object; one that already exists is left as it is.
+def apply(api: Any, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Create each object with a kubernetes ApiClient; one that already exists is left as is.
 
     Returns:
         The documents that were created.
     """
+    from kubernetes import utils  # slow to import: only when applying
+
     created = []
     for doc in docs:
         try:

@@ -41,6 +41,12 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return rest[0], int(rest[19])
 
 
+def start_time(pid: int) -> int | None:
+    """The kernel start time of a process (clock ticks since boot), or None if it is gone."""
+    st = _stat(pid)
+    return st[1] if st else None
+
+
 def rss_kib(pid: int) -> int | None:
     """Resident set size of a process in KiB (VmRSS), or None if it is gone."""
     try:
