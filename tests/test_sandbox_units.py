@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 import sys
 import time
@@ -166,9 +167,8 @@ def test_host_claim_one_sandbox_at_a_time(tmp_path: Path, monkeypatch: pytest.Mo
     claim.release(a)
     assert claim.owner() is None and not (tmp_path / "claim").exists()
     # A claim whose process and daemons are gone is stale: anyone may take it.
-    (tmp_path / "claim").write_text(
-        '{"state_dir": "%s", "pid": 999999999, "start_time": 1}' % a.resolve()
-    )
+    stale = {"state_dir": str(a.resolve()), "pid": 999999999, "start_time": 1}
+    (tmp_path / "claim").write_text(json.dumps(stale))
     assert claim.owner() is None
     assert claim.take(b) is None
     assert claim.owner() == b.resolve()
