@@ -21,6 +21,7 @@ import pkgutil
 import platform
 import re
 import subprocess
+import threading
 from typing import Any
 
 from bpf.collectors.base import Collector, CollectorError
@@ -234,6 +235,12 @@ def attached_summary(prefix: str = "gkd_") -> dict[str, Any]:
 # --- the shared shape of a bcc collector ---------------------------------------------------
 
 
+# bcc's compile is not thread-safe: it chdir()s into the kernel headers and
+# drives one LLVM instance; two collectors compiling at once (the agent starts
+# them in threads) fail with "linux/types.h not found" or crash the process.
+_BCC_LOCK = threading.Lock()
+
+
 class BccCollector(Collector):
     """A collector whose eBPF C lives in ``bpf/collectors/<c_file>``.
 
@@ -267,7 +274,8 @@ class BccCollector(Collector):
 
         text = self.ebpf_text()
         try:
-            self.bpf = BPF(text=text)
+            with _BCC_LOCK:
+                self.bpf = BPF(text=text)
         except Exception as e:
             raise CollectorError(
                 "bpf_compile",
@@ -328,7 +336,8 @@ class BccCollector(Collector):
         n, self.attached = self.attached, 0
         if b is not None:
             try:
-                b.cleanup()
+                with _BCC_LOCK:
+                    b.cleanup()
             except Exception:
                 pass
         return n

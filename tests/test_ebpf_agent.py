@@ -1,0 +1,105 @@
+"""The eBPF collectors through the node agent's own CLI (``python3 -m
+bpf.agent``), as the console runs them: discovery, frames, the hidden
+``--ebpf``, and a target that dies mid-run leaving no probe attached."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from ebpf_support import goprogs
+
+from bpf import bcc_env, schema
+
+ROOT = Path(__file__).resolve().parent.parent
+MINE = ("cpu_stacks", "futex", "goroutines_uprobe", "gc")
+
+
+@pytest.fixture(scope="module")
+def goprog(go_tool: str) -> Path:
+    return goprogs.build(go_tool, "stripped")
+
+
+def test_ebpf_flag_prints_each_program(bcc, goprog) -> None:
+    with goprogs.running(goprog, "-mode", "idle") as p:
+        out = subprocess.run([bcc, "-m", "bpf.agent", "--ebpf", "--pid", str(p.pid)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    for name, fn in (("cpu_stacks", "gkd_cpu_sample"), ("futex", "sys_enter_futex"),
+                     ("goroutines_uprobe", "gkd_g_new"), ("gc", "gkd_gc_term")):
+        assert f"---- {name} (pid {p.pid})" in out, out[:2000]
+        assert fn in out
+    assert out.count(f"#define TARGET_TGID {p.pid}") == 4
+
+
+def test_ebpf_text_and_metadata_without_bcc() -> None:
+    """Importable and describable where bcc is missing (the console's venv)."""
+    import importlib
+
+    from bpf.target import resolve
+
+    t = resolve(pid=os.getpid())
+    for name in MINE:
+        cls = importlib.import_module(f"bpf.collectors.{name}").COLLECTOR
+        assert cls.name == name and cls.cost and cls.needs_bcc
+        text = cls(t, {"hz": 49}).ebpf_text()
+        assert f"#define TARGET_TGID {os.getpid()}" in text
+    assert importlib.import_module("bpf.collectors.cpu_stacks").COLLECTOR.default_on
+
+
+def _reader(proc: subprocess.Popen, q: queue.Queue) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        q.put(schema.decode_frame(line))
+    q.put(None)
+
+
+@pytest.mark.ebpf
+@pytest.mark.slow
+def test_agent_runs_the_ebpf_collectors_and_detaches_when_the_target_dies(bcc, goprog) -> None:
+    with goprogs.running(goprog, "-mode", "churn") as p:
+        port = p.pprof.rsplit(":", 1)[1]
+        agent = subprocess.Popen(
+            [bcc, "-m", "bpf.agent", "--pid", str(p.pid), "--pprof-port", port,
+             "--enable", ",".join(MINE)],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        q: queue.Queue = queue.Queue()
+        threading.Thread(target=_reader, args=(agent, q), daemon=True).start()
+        frames: list[dict] = []
+        held: list[int] = []
+        try:
+            deadline = time.monotonic() + 180
+            kinds: set[str] = set()
+            while not {"cpu_stacks", "futex", "goroutines", "gc"} <= kinds:
+                f = q.get(timeout=max(1, deadline - time.monotonic()))
+                assert f is not None, (frames, agent.stderr.read() if agent.stderr else "")
+                frames.append(f)
+                kinds.add(f["kind"])
+            held = bcc_env.process_bpf_fds(agent.pid)["prog_ids"]
+            p.proc.send_signal(signal.SIGKILL)
+            p.proc.wait()
+            while True:
+                f = q.get(timeout=60)
+                if f is None:
+                    break
+                frames.append(f)
+            agent.wait(timeout=60)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+    on = {f["name"] for f in frames if f["kind"] == "collector" and f["state"] == "on"}
+    assert set(MINE) <= on, frames
+    assert [f for f in frames if f["kind"] == "target_exit"], frames[-5:]
+    bye = frames[-1]
+    assert bye["kind"] == "bye" and bye["detached"] >= (os.cpu_count() or 1) + 6, bye
+    assert len(held) >= 7
+    assert not set(held) & set(bcc_env.bpf_programs()), "programs left loaded"
+    uprobe = [f for f in frames if f["kind"] == "goroutines" and f["source"] == "uprobe"]
+    assert uprobe and uprobe[-1]["baseline"] == "pprof_index"
