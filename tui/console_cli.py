@@ -18,6 +18,7 @@ from tui.transports.ssh import SSHOptions
 
 EXIT_USAGE = 2
 EXIT_CLUSTER = 1
+THEMES = ("default", "high-contrast", "presentation")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--ssh-known-hosts", metavar="FILE", help="known_hosts file (strict checking is always on)"
     )
     p.add_argument("--record", metavar="FILE", help="record every frame to FILE for `replay`")
-    p.add_argument("--theme", help="colour theme (e.g. a presentation-friendly one)")
+    p.add_argument(
+        "--theme",
+        help="default, or high-contrast / presentation for shared screens (T toggles)",
+    )
     return p
 
 
@@ -94,7 +98,7 @@ def _make_app(**kwargs: Any) -> Any:
     # The App's constructor is CONSOLE-UI's; pass what it accepts.
     params = inspect.signature(GoDebugApp).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        dropped = [k for k in kwargs if k not in params and kwargs[k] is not None]
+        dropped = [k for k in kwargs if k not in params and kwargs[k] not in (None, False)]
         if dropped:
             _err("note: this console build ignores " + ", ".join(f"--{k}" for k in dropped))
         kwargs = {k: v for k, v in kwargs.items() if k in params}
@@ -155,16 +159,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from tui.sources.base import SystemClock
 
+    theme = (args.theme or "").lower()
+    if theme and theme not in THEMES:
+        _err(f"unknown theme {args.theme!r}; one of: {', '.join(THEMES)}")
+        return EXIT_USAGE
     try:
         app = _make_app(
-            source=source,
-            sessions=factory,
+            pod_source=source,
+            session_factory=factory,
             clock=SystemClock(),
             namespace=namespace,
             selector=args.selector,
-            initial_pod=initial_pod,
+            initial_pod=initial_pod.key if initial_pod is not None else None,
             record=args.record,
-            theme=args.theme,
+            high_contrast=theme in ("high-contrast", "presentation"),
         )
     except ImportError as e:
         _err(f"the console UI is not available in this build ({e}).")
