@@ -156,7 +156,8 @@ def test_container_maps_show_in_container_binary_path(core, ns) -> None:
 
 
 def test_cpu_limited_pod_is_throttled(core, ns) -> None:
-    limits = {"cpu": "100m", "memory": "128Mi"}
+    # 50m: a quota small enough to be used up each period even on a busy 2-core machine.
+    limits = {"cpu": "50m", "memory": "128Mi"}
     _create(core, ns, _pod("cpu", "sandbox.local/faultsvc", env={"FAULT_MODE": "cpu"},
                            limits=limits))
     p = _running(core, ns, "cpu")
@@ -164,8 +165,8 @@ def test_cpu_limited_pod_is_throttled(core, ns) -> None:
     cid, pid = _container(p)
     cg = CGROUP / "cpu" / "kubepods" / f"pod{p.metadata.uid}" / cid
     assert f":cpu:/kubepods/pod{p.metadata.uid}/{cid}\n" in Path(f"/proc/{pid}/cgroup").read_text()
-    assert (cg / "cpu.cfs_quota_us").read_text().strip() == "10000"
-    assert (cg.parent / "cpu.cfs_quota_us").read_text().strip() == "10000"
+    assert (cg / "cpu.cfs_quota_us").read_text().strip() == "5000"
+    assert (cg.parent / "cpu.cfs_quota_us").read_text().strip() == "5000"
     mem = CGROUP / "memory" / "kubepods" / f"pod{p.metadata.uid}" / cid
     assert int((mem / "memory.limit_in_bytes").read_text()) == 128 << 20
 
@@ -174,7 +175,15 @@ def test_cpu_limited_pod_is_throttled(core, ns) -> None:
         return int(stat["nr_throttled"])
 
     first = throttled()
-    _wait(lambda: throttled() > first + 5, 20, "nr_throttled to rise")
+    try:
+        # Rising at all is the claim; how fast depends on how busy the host is (cpu.shares
+        # from a 50m request is small, as on a real node).
+        _wait(lambda: throttled() > first, 60, "nr_throttled to rise")
+    except AssertionError:
+        logs = list(Path("/tmp").glob(f"**/pods/{p.metadata.uid}/containers/{cid}/log"))
+        raise AssertionError(f"cpu.stat: {(cg / 'cpu.stat').read_text()!r} procs "
+                             f"{(cg / 'cgroup.procs').read_text()!r} "
+                             f"log: {logs and logs[0].read_text()[-2000:]!r}") from None
 
 
 def test_killed_container_restarts_with_new_id(core, ns) -> None:

@@ -94,7 +94,12 @@ def _ensure_shared(root: Path, rel: str) -> None:
                 path.mkdir()
                 _record_created(path)
             except FileExistsError:
-                pass
+                continue
+            # kubelet's weights: kubepods gets the node's CPUs, BestEffort the minimum.
+            if root.name == "cpu" and part == "kubepods":
+                _write(path / "cpu.shares", str((os.cpu_count() or 1) * 1024))
+            elif root.name == "cpu" and part == "besteffort":
+                _write(path / "cpu.shares", "2")
 
 
 def _write(path: Path, value: str) -> None:
