@@ -228,3 +228,37 @@ def test_corrupt_binaries_raise_clear_errors(tmp_path: Path) -> None:
 def test_symbols_package_is_python39_syntax() -> None:
     for f in (ROOT / "bpf" / "symbols").glob("*.py"):
         ast.parse(f.read_text(), filename=str(f), feature_version=(3, 9))
+
+
+@pytest.mark.slow
+def test_ret_finder_agrees_with_objdump(bins) -> None:
+    """The x86-64 length decoder finds the same instruction boundaries as
+    objdump in every compiled function of the binary, and newproc1's RETs."""
+    from bpf.symbols.x86ret import DecodeError, boundaries, ret_addresses, ret_addresses_objdump
+
+    if not __import__("shutil").which("objdump"):
+        pytest.skip("objdump (binutils) not installed: nothing to compare with")
+    path = str(bins["full"])
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", path], capture_output=True,
+                         text=True, check=True).stdout
+    import re
+
+    starts = {int(m.group(1), 16) for m in re.finditer(r"^\s*([0-9a-f]+):\t\S", out, re.M)}
+    b = open_binary(path)
+    text = b.elf.sections[".text"]
+    checked, bad = 0, []
+    for start, size, name in b._syms:
+        if not size or not text.addr <= start < text.addr + text.size:
+            continue
+        try:
+            got = boundaries(b.elf.read_vaddr(start, size), start)
+        except DecodeError:
+            got = None
+        checked += 1
+        if got is None or not set(got) <= starts:
+            bad.append(name)
+    # crypto/internal/boring/sig.StandardCrypto is a marker: data bytes in text.
+    assert checked > 5000 and set(bad) <= {"crypto/internal/boring/sig.StandardCrypto"}, bad[:10]
+    s, e = b.find_function("runtime.newproc1")
+    rets = ret_addresses(b.elf.read_vaddr(s, e - s), s)
+    assert rets and rets == ret_addresses_objdump(path, s, e)
