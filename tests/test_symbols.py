@@ -262,3 +262,31 @@ def test_ret_finder_agrees_with_objdump(bins) -> None:
     s, e = b.find_function("runtime.newproc1")
     rets = ret_addresses(b.elf.read_vaddr(s, e - s), s)
     assert rets and rets == ret_addresses_objdump(path, s, e)
+
+
+def test_symbolizes_a_deleted_binary_and_a_chrooted_process(bins, root, tmp_path) -> None:
+    """Paths in /proc/PID/maps lie for containers (chroot/pivot_root show
+    paths of another root) and for deleted binaries ("(deleted)"): the
+    symbolizer opens /proc/PID/exe and still names the function."""
+    import shutil
+
+    exe = tmp_path / "rootfs" / "goprog"
+    exe.parent.mkdir()
+    shutil.copy(bins["stripped"], exe)
+    with goprogs.running(exe, "-mode", "idle") as p:
+        exe.unlink()
+        assert "(deleted)" in Path(f"/proc/{p.pid}/maps").read_text()
+        assert ProcessSymbolizer(p.pid).labels(p.burn_addr) == ("main.burnCPU",)
+    shutil.copy(bins["stripped"], exe)
+    chroot = shutil.which("chroot")
+    if chroot is None:
+        pytest.skip("no chroot binary")
+    proc = subprocess.Popen([chroot, str(exe.parent), "/goprog", "-mode", "idle"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()
+        addr = int(proc.stdout.readline(), 16)
+        assert ProcessSymbolizer(proc.pid).labels(addr) == ("main.burnCPU",)
+    finally:
+        proc.kill()
+        proc.wait()
