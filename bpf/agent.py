@@ -198,6 +198,9 @@ class Agent:
         self.stop_reason: str | None = None
         self.detached = 0
         self._bcc_prepared = False
+        # Guards slot state between the main loop and collector-starting threads.
+        self._lock = threading.RLock()
+        self._starters: list[threading.Thread] = []
 
     # --- output -------------------------------------------------------------------------------
 
@@ -285,47 +288,78 @@ class Agent:
     # --- collectors ---------------------------------------------------------------------------
 
     def _prepare_bcc(self) -> None:
-        if self._bcc_prepared:
-            return
-        self._bcc_prepared = True
+        with self._lock:
+            if self._bcc_prepared:
+                return
+            self._bcc_prepared = True
         for msg in ensure_tracefs():
             self.log("warn" if msg.startswith("could not") else "info", msg)
 
     def start_collector(self, name: str, why: str = "") -> bool:
+        """Start a collector. bcc collectors start in a thread of their own
+        (compiling takes seconds) so the cheap collectors' frames keep flowing;
+        they are polled once they are on."""
         slot = self.slots.get(name)
         if slot is None:
             self.error(
                 "bad_command", f"unknown collector {name!r}", "collectors: " + ", ".join(self.slots)
             )
             return False
-        if slot.state == "on":
-            self.frame("collector", name=name, state="on", reason="already on")
+        if slot.state in ("on", "starting"):
+            self.frame("collector", name=name, state="on", reason="already " + slot.state)
             return True
         if not slot.available or slot.cls is None:
             self.frame("collector", name=name, state="off", reason="unavailable: " + slot.reason)
             return False
+        slot.state = "starting"
         if getattr(slot.cls, "needs_bcc", False):
-            self._prepare_bcc()
+            self.log("info", f"starting {name}: bcc compiles its eBPF program (a few seconds)")
+            t = threading.Thread(
+                target=self._start_slot, args=(slot, why), name=f"start-{name}", daemon=True
+            )
+            self._starters.append(t)
+            t.start()
+            return True
+        return self._start_slot(slot, why)
+
+    def _start_slot(self, slot: _Slot, why: str) -> bool:
+        name = slot.name
         inst = None
         try:
+            if getattr(slot.cls, "needs_bcc", False):
+                self._prepare_bcc()
             inst = slot.cls(self.target, self.options(), self.emit)
-            slot.instance = inst
             slot.started_once = True
             inst.start()
-        except CollectorError as e:
-            self._fail(slot, e.code, e.msg, e.hint)
-            return False
         except Exception as e:
-            self._fail(
-                slot,
-                "collector_crashed",
-                f"{name} failed to start: {e!r}",
-                "report this as a bug; the other collectors keep running",
+            code, msg, hint = (
+                (e.code, e.msg, e.hint)
+                if isinstance(e, CollectorError)
+                else (
+                    "collector_crashed",
+                    f"{name} failed to start: {e!r}",
+                    "report this as a bug; the other collectors keep running",
+                )
             )
+            with self._lock:
+                slot.instance = inst
+                if slot.state == "starting" and self.stop_reason is None:
+                    self._fail(slot, code, msg, hint)
+                    return False
+            self._detach(slot)
             return False
-        slot.state, slot.reason = "on", why
-        self.frame("collector", name=name, state="on", reason=why)
-        return True
+        with self._lock:
+            if slot.state == "starting" and self.stop_reason is None:
+                slot.instance = inst
+                slot.state, slot.reason = "on", why
+                self.frame("collector", name=name, state="on", reason=why)
+                return True
+        # Disabled, or the agent began to exit, while it started: undo it.
+        try:
+            self.detached += int(inst.stop() or 0)
+        except Exception as e:
+            self.log("error", f"{name}: stop failed: {e!r}")
+        return False
 
     def _detach(self, slot: _Slot) -> None:
         inst, slot.instance = slot.instance, None
@@ -349,9 +383,10 @@ class Agent:
                 "bad_command", f"unknown collector {name!r}", "collectors: " + ", ".join(self.slots)
             )
             return
-        self._detach(slot)
-        if slot.state != "failed" or why:
-            slot.state, slot.reason = "off", why
+        with self._lock:
+            self._detach(slot)
+            if slot.state != "failed" or why:
+                slot.state, slot.reason = "off", why
         self.frame("collector", name=name, state=slot.state, reason=slot.reason)
 
     def poll_all(self) -> None:
@@ -486,6 +521,12 @@ class Agent:
             next_tick = max(next_tick + self.interval, time.monotonic() + self.interval / 4)
 
     def shutdown(self, reason: str) -> None:
+        with self._lock:
+            self.stop_reason = self.stop_reason or reason
+        # A bcc compile cannot be interrupted; wait for it, then detach what it attached.
+        deadline = time.monotonic() + 60
+        for t in self._starters:
+            t.join(max(0.0, deadline - time.monotonic()))
         for slot in self.slots.values():
             if slot.instance is not None:
                 self._detach(slot)

@@ -48,7 +48,7 @@ def _no_traceback(a) -> None:
 
 
 def test_throttle_frames_match_the_cgroup_files(bcc: str, go_bin: Path) -> None:
-    with pod_cgroup(quota_us=20000, pod_quota_us=50000) as pc:
+    with pod_cgroup(quota_us=5000, pod_quota_us=50000) as pc:
         app = start_in(pc, _app(go_bin, "cpu"))
         try:
             wait_port(app.pid, PPROF)
@@ -75,13 +75,14 @@ def test_throttle_frames_match_the_cgroup_files(bcc: str, go_bin: Path) -> None:
             assert abs(throttled - (ref1["nr_throttled"] - ref0["nr_throttled"])) <= 10
             one_interval_ns = max(x["throttled_ns"] for x in c)
             assert abs(tns - (ref1["throttled_time"] - ref0["throttled_time"])) <= one_interval_ns
-            assert throttled >= 20, c  # a busy Go app under a 0.2-CPU quota is throttled
-            assert all(x["quota_us"] == 20000 and x["period_us"] == 100000 for x in c)
+            # A busy Go app under a 0.05-CPU quota is throttled (even on a loaded machine).
+            assert throttled >= 4, c
+            assert all(x["quota_us"] == 5000 and x["period_us"] == 100000 for x in c)
             assert all(f["pod"]["quota_us"] == 50000 for f in frames)
-            # Usage is capped by the quota: about 0.2 CPU-s per second.
+            # Usage is capped by the quota: at most about 0.05 CPU-s per second.
             for f in frames:
                 per_s = f["container"]["usage_ns"] / f["interval_ns"]
-                assert 0.1 < per_s < 0.35, f
+                assert 0 < per_s < 0.09, f
         finally:
             stop_proc(app)
 
@@ -152,9 +153,18 @@ def test_profiles_through_the_netns(bcc: str, go_bin: Path) -> None:
                 busy.join(timeout=15)
                 a.send("profile", id="c2", profile="cpu", seconds=1)
                 c = a.next("profile", id="c2", timeout=30)
-                assert c["seconds"] == 1 and c["size"] > 0 and not c["empty"]
+                assert c["seconds"] == 1 and c["size"] > 0
+                total, nonzero = count_samples(base64.b64decode(c["data"]))
+                assert c["samples"] == total and c["empty"] == (nonzero == 0)
                 a.send("profile", id="x", profile="nonsense", seconds=0)
                 assert a.next("error", id="x")["code"] == "bad_profile"
+                # Leaving while a profile is in flight: a clean bye, no late frame.
+                a.send("profile", id="late", profile="cpu", seconds=5)
+                time.sleep(0.5)
+                a.close_stdin()
+                assert a.next("bye")["reason"] == "stdin closed"
+                assert a.wait() == 0
+                assert a.all[-1]["kind"] == "bye"
                 _no_traceback(a)
         finally:
             stop_proc(app)
@@ -300,6 +310,10 @@ def test_ebpf_collectors_are_detached_when_the_container_restarts(bcc: str, go_b
             with agent(bcc, "--pod-uid", pc.pod_uid, "--container-id", pc.container_id,
                        "--interval", "0.5", ebpf=True) as a:
                 a.next("collector", name="cpu_stacks", state="on", timeout=60)
+                # bcc compiles in the background: cheap frames flowed meanwhile.
+                i_on = next(i for i, f in enumerate(a.all) if f["kind"] == "collector"
+                            and f["name"] == "cpu_stacks" and f["state"] == "on")
+                assert any(f["kind"] == "throttle" for f in a.all[:i_on])
                 f = a.next("cpu_stacks", timeout=10)
                 f = a.next("cpu_stacks", timeout=10)
                 assert f["samples"] > 0

@@ -261,6 +261,8 @@ class ProfileFetcher(Collector):
             note = MUTEX_NOTE if self._mutex_fraction() == 0 else MUTEX_QUIET_NOTE
         elif empty and kind == "block":
             note = BLOCK_NOTE
+        elif empty and kind == "cpu":
+            note = f"no CPU samples: the app was (nearly) idle for these {seconds} s"
         return make_frame(
             "profile",
             t=self.clock_now_ns(),
