@@ -96,7 +96,9 @@ class SSHOptions:
     user: str | None = None
     key: str | None = None
     known_hosts: str | None = None  # overrides the config's UserKnownHostsFile
-    python: str = "python3"
+    # None: the node's /usr/bin/python3 (where Debian's bcc imports), else python3 on PATH
+    # (a login PATH may put a pyenv or venv python3 first, which has no bcc).
+    python: str | None = None
     connect_timeout: float = CONNECT_TIMEOUT_S
 
     def config_paths(self) -> list[str]:
@@ -287,7 +289,9 @@ mkdir -p -m 700 "$d" 2>/dev/null
 if [ -L "$d" ] || [ ! -O "$d" ]; then echo "baddir=$d"; exit 0; fi
 echo "dir=$d"
 echo "uid=$(id -u)"
-command -v {python} >/dev/null 2>&1 && echo python=ok
+for p in {python}; do
+  if command -v "$p" >/dev/null 2>&1; then echo "python=$(command -v "$p")"; break; fi
+done
 if [ -f "$d/{file}" ] && echo "{sha}  $d/{file}" | sha256sum -c --status 2>/dev/null; then
   echo cached=yes
 fi
@@ -377,7 +381,7 @@ class SSHTransport:
         conn = link._conn
         t1 = time.monotonic()
         b = self.bundle()
-        py = shlex.quote(self.options.python)
+        py = shlex.quote(self.options.python) if self.options.python else "/usr/bin/python3 python3"
         r = await conn.run(
             _PREFLIGHT.format(python=py, file=b.filename, sha=b.sha256), check=False, timeout=30
         )
@@ -394,9 +398,11 @@ class SSHTransport:
                 f"{str(r.stderr or '').strip() or 'the shell said nothing'}.",
                 retry=False,
             )
-        if facts.get("python") != "ok":
+        python = facts.get("python")
+        if not python:
             raise TransportError(
-                f"{self.options.python} is not installed on {host}; the agent needs it with bcc "
+                f"{self.options.python or 'python3'} is not installed on {host}; the agent needs "
+                "it with bcc "
                 "(Debian: apt-get install python3-bpfcc).",
                 retry=False,
             )
@@ -426,9 +432,7 @@ class SSHTransport:
                 msg = (up.stderr or b"").decode("utf-8", "replace").strip()
                 raise TransportError(f"Could not upload the agent to {host}: {msg}.")
         t2 = time.monotonic()
-        cmd = sudo + " ".join(
-            shlex.quote(a) for a in [self.options.python, path, *target.agent_args()]
-        )
+        cmd = sudo + " ".join(shlex.quote(a) for a in [python, path, *target.agent_args()])
         link._proc = await conn.create_process(cmd, encoding=None)
         asyncio.get_running_loop().create_task(link._pump())
         self.last_timings = {
