@@ -52,3 +52,31 @@ def test_bundle_runs_from_an_empty_dir(bcc: str, tmp_path: Path) -> None:
         sleeper.wait()
     # The unpacked copy is gone.
     assert set(glob.glob(f"{tempfile.gettempdir()}/go-k8s-debug-agent-*")) == before
+
+
+def test_agent_sources_parse_as_python_3_9_and_import_only_stdlib() -> None:
+    """Nodes may run an old python3: the shipped code must parse as 3.9, defer its
+    annotations (``int | None`` is fine only unevaluated), and import nothing
+    outside the standard library but bcc and itself."""
+    import ast
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"bcc", "bpf"}
+    for arcname, path in bundle._files():
+        if not arcname.endswith(".py"):
+            continue
+        src = Path(path).read_text()
+        tree = ast.parse(src, filename=arcname, feature_version=(3, 9))
+        has_future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
+                         for n in tree.body)
+        uses_pipe = any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr)
+                        for a in ast.walk(tree) if isinstance(a, (ast.arg, ast.AnnAssign,
+                                                                   ast.FunctionDef))
+                        for n in ast.walk(getattr(a, "annotation", None) or
+                                          getattr(a, "returns", None) or ast.Pass()))
+        assert has_future or not uses_pipe, f"{arcname}: X | Y annotations need __future__"
+        for n in ast.walk(tree):
+            mods = ([a.name for a in n.names] if isinstance(n, ast.Import)
+                    else [n.module] if isinstance(n, ast.ImportFrom) and n.level == 0 else [])
+            for m in mods:
+                assert m and m.split(".")[0] in allowed, f"{arcname} imports {m}"
