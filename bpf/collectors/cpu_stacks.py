@@ -51,6 +51,7 @@ class CpuStacks(BccCollector):
         super().__init__(*a, **kw)
         self.sym: ProcessSymbolizer | None = None
         self._last = 0.0
+        self._drains = 0
         self.hz = self._hz()
 
     def _hz(self) -> int:
@@ -101,6 +102,13 @@ class CpuStacks(BccCollector):
                 del stacks[stacks.Key(stack_id)]
             except KeyError:
                 pass
+        # Drained stacks were deleted one by one above (a full clear would
+        # also drop the stacks of samples taken since the drain). Entries whose
+        # count never landed (count map full) would pile up: clear them when
+        # the map is half full (checked every 30 drains: len() walks the keys).
+        self._drains += 1
+        if self._drains % 30 == 0 and len(stacks) > STACK_STORAGE // 2:
+            stacks.clear()
         return sorted(merged.items(), key=lambda kv: -kv[1]), samples, lost
 
     def poll(self) -> list[Frame]:
