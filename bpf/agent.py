@@ -50,6 +50,8 @@ MIN_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 60.0
 # How often the main loop wakes up to notice signals while it waits.
 WAKE_S = 0.1
+# How often the loop checks that the target still runs.
+TARGET_CHECK_S = 0.5
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -504,8 +506,14 @@ class Agent:
     def run(self) -> None:
         """Poll until a stop reason appears; the caller then calls ``shutdown``."""
         next_tick = time.monotonic() + self.interval
+        last_check = time.monotonic()
         while self.stop_reason is None:
             now = time.monotonic()
+            if now - last_check >= TARGET_CHECK_S:
+                # Between polls too: a long interval must not hide a dead target.
+                last_check = now
+                if not self.check_target():
+                    break
             if now < next_tick:
                 try:
                     cmd = self.commands.get(timeout=min(WAKE_S, next_tick - now))
@@ -516,7 +524,12 @@ class Agent:
             if not self.check_target():
                 break
             self.poll_all()
-            self.clock.maybe_remeasure()
+            old_offset = self.clock.offset_ns
+            if self.clock.maybe_remeasure():
+                step = self.clock.offset_ns - old_offset
+                if abs(step) > 1_000_000:  # NTP stepped the wall clock: frame times jump
+                    self.log("info", f"wall clock stepped by {step / 1e6:+.1f} ms",
+                             clock_offset_ns=self.clock.offset_ns)
             # Armed after the poll finished: polls never overlap or pile up.
             next_tick = max(next_tick + self.interval, time.monotonic() + self.interval / 4)
 
