@@ -64,6 +64,7 @@ class PodTrack:
     containers: dict[str, ContainerTrack] = field(default_factory=dict)
     last_status: str = ""
     terminating: bool = False
+    sandbox_ready: bool = False
 
 
 def _terminated(info: ContainerInfo) -> dict:
@@ -361,8 +362,10 @@ class NodeAgent:
             and not podstatus.should_restart(restart_policy, ct.current.exit_code)
             for ct in track.containers.values()
         )
-        if not all_done:
+        if not all_done and not track.sandbox_ready:
+            # Once per pod and runtime process: it spawns `ip` and writes cgroup files.
             track.pod_ip = self.runtime.run_pod_sandbox(sandbox)
+            track.sandbox_ready = True
         for c in spec.get("containers") or []:
             ct = track.containers.setdefault(c["name"], ContainerTrack(c["name"]))
             self._sync_container(pod, sandbox, track, ct, c, restart_policy)
