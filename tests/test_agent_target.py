@@ -209,3 +209,36 @@ def test_cgroup_v2_unified_hierarchy(root: None) -> None:
             assert stat.quota_us == -1  # no cpu controller enabled here: no limit file
         finally:
             stop_proc(p)
+
+
+def test_resolve_from_inside_a_cgroup_namespace(root: None, bcc: str) -> None:
+    """An agent in a private cgroup namespace (a DaemonSet pod on cgroup v2) sees the
+    target's cgroup as ``/../...``; it still finds the host directories."""
+    import json
+
+    with pod_cgroup() as pc:
+        target = start_in(pc, ["sleep", "30"])
+        agent_cg = {h: pc.top[h] / "agent" for h in ("cpu", "cpuacct")}
+        for d in agent_cg.values():
+            d.mkdir()
+
+        def join_agent_cg() -> None:
+            for d in agent_cg.values():
+                (d / "cgroup.procs").write_text(str(os.getpid()))
+
+        code = ("import json,sys; from bpf.target import resolve; "
+                f"t=resolve(pod_uid={pc.pod_uid!r}, container_id={pc.container_id!r}); "
+                "print(json.dumps([open('/proc/%d/cgroup' % t.pid).read(), t.describe()]))")
+        try:
+            time.sleep(0.2)
+            r = subprocess.run(["unshare", "--cgroup", bcc, "-c", code], preexec_fn=join_agent_cg,
+                               cwd=str(Path(__file__).resolve().parent.parent),
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr[-2000:]
+            seen, t = json.loads(r.stdout)
+            assert "/../" in seen, seen  # really relative to the namespace's root
+            assert t["pid"] == target.pid
+            assert t["cgroups"]["container"] == str(pc.container("cpu"))
+            assert t["cgroups"]["pod"] == str(pc.pod("cpu"))
+        finally:
+            stop_proc(target)
