@@ -319,3 +319,18 @@ def test_forbidden_namespace_listing_is_reported(apiserver, tmp_path):
     msg = describe_api_error(ei.value, "create a pod")
     assert "forbidden (403)" in msg and "godebug-operator" in msg
     assert isinstance(src.core(), client.CoreV1Api)
+
+
+def test_agent_pod_template_is_accepted_for_the_restricted_user(apiserver):
+    """deploy/agent-pod.yaml validates on a real API server; RBAC lets the operator create it."""
+    import yaml
+    from kubernetes import client
+
+    text = (Path(__file__).resolve().parent.parent / "deploy" / "agent-pod.yaml").read_text()
+    text = text.replace("NODE_NAME", "node-1").replace("POD_UID", "uid-1")
+    doc = yaml.safe_load(text.replace("CONTAINER_ID", "containerd://" + "ab" * 32))
+    assert doc["spec"]["hostPID"] and doc["spec"]["containers"][0]["securityContext"]["privileged"]
+    src = KubePodSource(apiserver["kubeconfig"])
+    created = src.core().create_namespaced_pod("godebug", doc, dry_run="All")
+    assert isinstance(created, client.V1Pod)
+    assert created.spec.node_name == "node-1" and created.spec.host_pid is True
