@@ -19,6 +19,20 @@ target dies (after a ``target_exit`` frame). Unexpected exceptions become an
 A non-Go target is watched anyway: cgroup throttling still works; collectors
 that need a Go binary (pprof, Go uprobes) are reported unavailable, and one
 ``error`` frame (code ``not_go``, not fatal) says why.
+
+Fields beyond bpf.schema's required ones (consoles may ignore them):
+
+- hello: ``interval_ns``, ``hz``, ``pprof_port``, ``python``, ``agent_pid``,
+  ``clock_uncertainty_ns``; ``target`` is None when resolution failed (a fatal
+  ``error`` follows); each collector: name, cost, default_on, needs_bcc,
+  available, state, reason.
+- error: ``collector`` (which collector failed), ``id`` (of the profile command).
+- log: ``pong`` (the id of a ``ping``); after ``set``: ``hz``, ``interval_ns``.
+- profile: ``samples`` (sample count in the profile).
+- target_exit: ``pid`` and, when the kernel still had it, ``exit_code`` or ``signal``.
+
+Exit codes: 0 after a normal stop (stdin closed, ``stop``, a signal, the
+target exited), 2 when the target could not be resolved, 1 on an internal error.
 """
 
 from __future__ import annotations
