@@ -200,3 +200,20 @@ def test_report_renders_and_strips_control_characters(fmt):
     out = Report(findings, target={"namespace": "demo", "pod": "p"}).render(fmt)
     assert "\x1b" not in out
     assert "GKD006-cpu-hotspot" in out
+
+
+def test_json_report_follows_the_documented_schema():
+    import json
+    from pathlib import Path
+
+    schema = json.loads((Path(__file__).parent.parent / "docs" / "diagnose-schema.json")
+                        .read_text())
+    doc = json.loads(Report(run(healthy_frames()), target={"namespace": "demo", "pod": "x"})
+                     .to_json())
+    assert set(schema["required"]) <= set(doc)
+    item = schema["properties"]["findings"]["items"]
+    for f in doc["findings"]:
+        assert set(item["required"]) <= set(f)
+        assert f["severity"] in item["properties"]["severity"]["enum"]
+    assert doc["status"] in schema["properties"]["status"]["enum"]
+    assert doc["exit_code"] in schema["properties"]["exit_code"]["enum"]

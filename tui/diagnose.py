@@ -34,9 +34,10 @@ from tui.sources.base import PodInfo, Session, SessionInfo
 
 Progress = Callable[[str], None]
 
-# Collectors a diagnosis turns on besides the defaults. futex costs ~40 ns on
-# every syscall of the node while on: acceptable for a bounded diagnosis window.
-DIAGNOSE_COLLECTORS = ("cpu_stacks", "gc", "futex")
+# Collectors a diagnosis turns on besides the agent's defaults. futex is opt-in
+# (``--futex``): it costs ~40 ns on every syscall of the whole node while on, and
+# in Go its waits are only supporting evidence (parked threads).
+DIAGNOSE_COLLECTORS = ("cpu_stacks", "gc")
 MAX_IN_FLIGHT = 3
 
 
@@ -106,6 +107,8 @@ class Diagnosis:
         self._hello_mono = 0.0
         self._started = False
         self._collector_state: dict[str, str] = {}
+        self._fatal = ""
+        self._start_mono = 0.0
 
     def _plan(self) -> None:
         d = max(1, int(self.opt.duration_s))
@@ -242,6 +245,7 @@ class Diagnosis:
             self._take(f)
             if f.get("kind") == "error" and f.get("fatal"):
                 fatal = True
+                self._fatal = str(f.get("msg") or f.get("code") or "fatal error")
             if f.get("kind") in ("target_exit", "bye"):
                 ended = True
         # Drain what already arrived.
@@ -268,6 +272,12 @@ class Diagnosis:
             profiles.setdefault(r.kind, {"fetched": False, "empty": True,
                                          "note": "not received in the window"})
         reachable = self._agent_seen and any(f.severity != "not_measured" for f in findings)
+        cut_short = bool(self._fatal) and (
+            not self._started or self.monotonic() - self._start_mono < self.opt.duration_s)
+        if cut_short and not any(f.is_problem for f in findings):
+            # The agent died before the window was over: what we have is not a
+            # verdict, so say "could not measure" rather than "healthy".
+            reachable = False
         if not self._agent_seen:
             self.errors.append({"code": "unreachable",
                                 "msg": f"no data from {pod.namespace}/{pod.name} within "

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to watch (default 30s)")
     p.add_argument("--format", choices=FORMATS, default="text", help="report format (text)")
     p.add_argument("--record", metavar="FILE", help="record every frame to FILE (for `replay`)")
+    p.add_argument("--futex", action="store_true",
+                   help="also trace futex waits (costs ~40 ns per syscall on the whole node)")
     p.add_argument("--export", metavar="DIR",
                    help="write a bundle (profiles, folded stacks, report) to DIR or DIR.tar.gz")
     k = p.add_argument_group("cluster (as kubectl)")
@@ -155,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             from tui.record import Recorder
 
             recorder = Recorder(args.record, session.info)
-        diag = Diagnosis(session, DiagnoseOptions(duration_s=args.duration), recorder=recorder,
-                         progress=stderr_progress)
+        opts = DiagnoseOptions(duration_s=args.duration)
+        if args.futex:
+            opts.collectors = (*opts.collectors, "futex")
+        diag = Diagnosis(session, opts, recorder=recorder, progress=stderr_progress)
         result = diag.run()
     except KeyboardInterrupt:
         _err("interrupted")

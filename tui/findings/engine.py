@@ -696,9 +696,12 @@ class FindingsEngine:
             secs = max(1e-9, (e - s) / NS)
             rate = cycles / secs
             pause = sum(int(f.get("pause_ns") or 0) for f in gcs)
+            cycle = sum(int(f.get("cycle_ns") or 0) for f in gcs)
             line = f"{cycles} GC cycles in {fmt_window(s, e)} ({rate:.1f}/s)"
             if pause:
                 line += f", {fmt_ns(pause)} total pause"
+            if cycle:
+                line += f", a GC cycle running {cycle / (secs * NS):.0%} of the time"
             lines.append(line)
             heap = [int(f["heap_bytes"]) for f in gcs if f.get("heap_bytes")]
             if len(heap) >= 2:
