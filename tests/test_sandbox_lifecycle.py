@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from demo.sandbox import procs
+from demo.sandbox import claim, procs
 from demo.sandbox.api import BRIDGE, leftovers
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 
-def _pids_of_state(state: Path) -> list[int]:
-    """Live processes whose command line mentions the state directory."""
+def _pids_of_state(state: Path) -> list[str]:
+    """Live processes whose command line mentions the state directory ("pid: cmdline")."""
     out = []
     needle = str(state).encode()
     for p in Path("/proc").iterdir():
@@ -31,7 +31,8 @@ def _pids_of_state(state: Path) -> list[int]:
         except OSError:
             continue
         if needle in cmd and "State:\tZ" not in status:
-            out.append(int(p.name))
+            shown = cmd.replace(b"\0", b" ").decode(errors="replace")
+            out.append(f"{p.name}: {shown}")
     return out
 
 
@@ -54,6 +55,7 @@ def test_down_leaves_nothing_and_up_comes_back(sandbox) -> None:
     assert str(state) not in Path("/proc/mounts").read_text()
     assert list(Path("/sys/fs/cgroup").glob("*/kubepods")) == []
     assert leftovers(state) == []
+    assert claim.owner() != state.resolve(), "down gives the host claim back"
     # status after down says so instead of failing.
     assert sandbox.status()["up"] is False
 
