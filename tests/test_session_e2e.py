@@ -103,8 +103,19 @@ def test_leak_goroutines_rise_over_ssh(cluster):
         assert later[-1]["count"] > first["count"], (first["count"], later[-1]["count"])
         h = s.health()
         assert h.state == "attached" and h.description.startswith("ssh node-")
-        print(f"\nleak: first goroutines frame {first_live_s:.2f} s after attach; "
-              f"{first['count']} -> {later[-1]['count']}")  # fmt: skip
+        link = s._transport.last_timings
+        print(f"\nleak: first goroutines frame {first_live_s:.2f} s after attach "
+              f"(link {link}); {first['count']} -> {later[-1]['count']}")  # fmt: skip
+    finally:
+        s.close()
+    # Warm: the bundle is cached on the node, so this measures connect + agent start.
+    s, fr, t0 = attach(cluster, "leak")
+    try:
+        fr.until(lambda f: f["kind"] == "goroutines", 30, "goroutines (warm)")
+        warm = time.monotonic() - t0
+        print(f"leak warm attach: first goroutines frame {warm:.2f} s "
+              f"(link {s._transport.last_timings})")  # fmt: skip
+        assert s._transport.last_timings["cached"] == 1.0
     finally:
         s.close()
 

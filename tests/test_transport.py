@@ -268,3 +268,11 @@ def test_agent_bundle_is_a_runnable_zipapp(tmp_path):
     names = zipfile.ZipFile(io.BytesIO(b.data)).namelist()
     assert "__main__.py" in names and "bpf/schema.py" in names
     assert agent_bundle().sha256 == b.sha256  # deterministic: the node-side cache hits
+
+
+def test_is_local_address():
+    from tui.transports.local import is_local_address
+
+    assert is_local_address("127.0.0.1")
+    # TEST-NET-3 (RFC 5737) is never assigned here; nothing is sent, only bind() is tried.
+    assert not is_local_address("203.0.113.7")

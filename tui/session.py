@@ -467,15 +467,23 @@ class KubeSessionFactory:
         self.last_choice: TransportChoice | None = None
 
     def make_transport(self, pod: PodInfo) -> tuple[Transport, TransportChoice]:
-        from tui.transports.local import LocalTransport, this_host_names
+        from tui.transports.local import LocalTransport, is_local_address, this_host_names
         from tui.transports.proxy import PprofOnlyTransport
         from tui.transports.ssh import SSHTransport
 
+        here = this_host_names()
+        if self.transport == "auto" and pod.node and pod.node not in here:
+            try:
+                addr = self._node_address(pod.node)
+            except Exception:  # noqa: BLE001 - no node access: decide by name only
+                addr = None
+            if addr and is_local_address(addr):
+                here.add(pod.node)
         choice = choose_transport(
             self.transport,
             pod.node,
             is_root=os.geteuid() == 0,
-            this_host=this_host_names(),
+            this_host=here,
             ssh_route=self.ssh_options.route_configured(pod.node),
         )
         t: Transport

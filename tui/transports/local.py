@@ -24,6 +24,17 @@ def this_host_names() -> set[str]:
     return {n for n in names if n}
 
 
+def is_local_address(addr: str) -> bool:
+    """Whether ``addr`` is assigned to this machine (binding to it succeeds; no traffic)."""
+    try:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((addr, 0))
+        return True
+    except OSError:
+        return False
+
+
 class LocalLink:
     """The agent as a child process: stdout lines in, stdin commands out."""
 
