@@ -351,3 +351,30 @@ def test_hidden_ebpf_flag_prints_the_generated_c(bcc: str) -> None:
     assert r.returncode == 0, r.stderr
     assert "---- cpu_stacks" in r.stdout and f"#define TARGET_TGID {p.pid}" in r.stdout
     assert "get_stackid" in r.stdout
+
+
+def test_without_bcc_the_ebpf_collectors_are_unavailable_not_fatal(root: None) -> None:
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import bcc"], capture_output=True)
+    if r.returncode == 0:
+        pytest.skip("this interpreter imports bcc")
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        # The venv's python has no bcc: exactly a node without python3-bpfcc.
+        with agent(sys.executable, "--pid", str(p.pid), "--interval", "0.3", ebpf=True) as a:
+            hello = a.next("hello")
+            col = {c["name"]: c for c in hello["collectors"]}
+            for name in ("cpu_stacks", "futex"):
+                assert col[name]["available"] is False, col[name]
+                assert "python3-bpfcc" in col[name]["reason"]
+            assert col["throttle"]["available"] is True
+            a.next("throttle")
+            a.send("enable", collector="futex")
+            off = a.next("collector", name="futex")
+            assert off["state"] == "off" and "unavailable" in off["reason"]
+            a.close_stdin()
+            assert a.wait() == 0
+            _no_traceback(a)
+    finally:
+        stop_proc(p)
