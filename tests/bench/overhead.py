@@ -29,12 +29,7 @@ def _measure(enable: list[str], rounds: int, window: float) -> dict:
                 loads["off"].append(procs.run_load(svc, window))
                 continue
             with procs.agent(svc.pid, svc.pprof_port, *extra) as a:
-                procs.wait_for(
-                    lambda a=a: any(k in a.first for k in DATA_KINDS) or a.proc.poll() is not None,
-                    60, "the agent's first data frame",
-                )
-                if a.proc.poll() is not None:
-                    raise procs.BenchError(f"the agent exited early: {a.problems()}")
+                a.wait_started()
                 n0 = len(a.frames)
                 load = procs.run_load(svc, window)
                 with a.lock:
@@ -79,11 +74,18 @@ def _section(name: str, title: str, goal: str, enable: list[str], rounds: int, w
             f"{median(cpu_req[cond]):.1f}",
         )
     loss = 1 - median(ratios)
+    cpu_ratios = [b / a for a, b in zip(cpu_req["off"], cpu_req["on"], strict=True)]
     s = Section(name, title, goal, [t])
     s.notes.append(
         f"Throughput change with the agent attached: {pct(-loss)} (median of {len(ratios)} "
         f"paired rounds; pair ratios {min(ratios):.3f} to {max(ratios):.3f}). "
         f"Windows of {window:g} s, wrk -t1 -c8 on 127.0.0.1, GET /api/items?limit=20."
+    )
+    s.notes.append(
+        f"Target CPU per request with the agent attached: {pct(median(cpu_ratios) - 1)} "
+        f"(median pair ratio; {min(cpu_ratios):.3f} to {max(cpu_ratios):.3f}). On a busy "
+        "shared machine this is the steadier measure: throughput also moves with how much CPU "
+        "the other tenants leave, CPU per request mostly with what the target itself does."
     )
     s.notes.append("Collectors on during the attached windows: " + (", ".join(m["on"]) or "none"))
     for c, why in m["unavailable"].items():

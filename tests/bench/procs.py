@@ -245,8 +245,53 @@ class AgentRun:
             state[f["name"]] = f["state"]
         return [n for n, s in state.items() if s == "on"]
 
+    def wanted(self) -> list[str]:
+        """Collectors this run should end up with: available, default-on or --enable'd."""
+        hello = next(iter(self.kinds("hello")), None)
+        if hello is None:
+            return []
+        args = self.proc.args if isinstance(self.proc.args, list) else []
+        enable = _option_list(args, "--enable")
+        disable = _option_list(args, "--disable")
+        return [
+            c["name"] for c in hello.get("collectors", [])
+            if c.get("available")
+            and (c.get("default_on") or c["name"] in enable)
+            and c["name"] not in disable
+        ]
+
+    def wait_started(self, timeout: float = 120) -> float:
+        """Wait until every wanted collector said on/failed and one interval has passed.
+
+        Collectors that compile eBPF (bcc) can take many seconds; a measuring
+        window must not overlap that start-up. Returns seconds since launch.
+        """
+
+        def settled() -> bool:
+            if self.proc.poll() is not None:
+                return True
+            if "hello" not in self.first:
+                return False
+            with self.lock:
+                seen = {k.split(":")[1] for k in self.first if k.startswith("collector:")}
+            return all(n in seen for n in self.wanted())
+
+        wait_for(settled, timeout, "the agent's collectors to start")
+        if self.proc.poll() is not None:
+            raise BenchError(f"the agent exited early: {self.problems() or 'no error frame'}")
+        time.sleep(1.2)  # one interval: the first frames of each collector are out
+        return time.monotonic() - self.launched
+
     def problems(self) -> list[str]:
         return [f"{f.get('code')}: {f.get('msg')}" for f in self.kinds("error")]
+
+
+def _option_list(args: list[str], flag: str) -> list[str]:
+    out = []
+    for i, a in enumerate(args[:-1]):
+        if a == flag:
+            out += [x.strip() for x in args[i + 1].split(",") if x.strip()]
+    return out
 
 
 @contextmanager
