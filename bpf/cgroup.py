@@ -218,6 +218,42 @@ def cpu_dirs_for_pid(pid: int, mounts: list[Mount] | None = None) -> CpuDirs:
     raise LookupError(f"/proc/{pid}/cgroup names neither a cpu controller nor a cgroup2 path")
 
 
+def unified_twin(pid: int, v1_path: str, mounts: list[Mount] | None = None) -> str | None:
+    """On a hybrid host, the target's cgroup2 directory when it mirrors its v1 cpu
+    cgroup (same leaf name), for cpu.pressure; None otherwise (e.g. the runtime
+    created only v1 directories, so the unified cgroup is not the container's)."""
+    mounts = mounts if mounts is not None else cgroup_mounts()
+    leaf = os.path.basename(v1_path.rstrip("/"))
+    for ln in read_proc_cgroup(pid):
+        if ln.hierarchy == 0 and not ln.controllers:
+            if os.path.basename(ln.path.rstrip("/")) != leaf or not leaf:
+                return None
+            for m in mounts:
+                if m.fstype == "cgroup2":
+                    d = resolve_dir(m, ln.path)
+                    if d:
+                        return d
+    return None
+
+
+def read_cpu_pressure(cgroup_dir: str) -> tuple[float, int] | None:
+    """(``some avg10`` in %, ``some total`` in ns) of a cgroup2 cpu.pressure, or None.
+
+    "some" is the share of time at least one task of the group waited for a
+    CPU it could not get (including while throttled)."""
+    text = _read(os.path.join(cgroup_dir, "cpu.pressure"))
+    if not text:
+        return None
+    for line in text.splitlines():
+        if line.startswith("some "):
+            kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
+            try:
+                return float(kv["avg10"]), int(kv["total"]) * 1000
+            except (KeyError, ValueError):
+                return None
+    return None
+
+
 # --- statistics -----------------------------------------------------------------------------
 
 

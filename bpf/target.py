@@ -50,7 +50,8 @@ class Target:
     netns: str
     #: cgroup directories (absolute host paths) by role: "container", "pod";
     #: for v1 the cpu controller's directories, and "container_cpuacct",
-    #: "pod_cpuacct" for the cpuacct controller's (usage) directories.
+    #: "pod_cpuacct" for the cpuacct controller's (usage) directories, and on
+    #: hybrid hosts "container_unified", "pod_unified" (cgroup2, for cpu.pressure).
     cgroups: dict[str, str] = field(default_factory=dict)
     cgroup_version: int = 1
     container_id: str | None = None
@@ -483,6 +484,17 @@ def _build(pid: int, pod_uid: str | None, container_id: str | None) -> Target:
         cgroups["pod"] = parent
         if dirs.cpuacct and dirs.cpuacct != dirs.cpu:
             cgroups["pod_cpuacct"] = os.path.dirname(dirs.cpuacct)
+    # cpu.pressure (PSI) lives in cgroup2 only: on v2 in the same directories; on
+    # a hybrid host in the unified twin of the cpu cgroup, when the runtime made one.
+    if dirs.version == 1:
+        try:
+            twin = cg.unified_twin(pid, dirs.cpu)
+        except OSError:
+            twin = None
+        if twin:
+            cgroups["container_unified"] = twin
+            if "pod" in cgroups:
+                cgroups["pod_unified"] = os.path.dirname(twin)
     if pod_uid is None:
         m = _POD_RE.search(os.path.basename(parent))
         if m:

@@ -48,7 +48,8 @@ def _no_traceback(a) -> None:
 
 
 def test_throttle_frames_match_the_cgroup_files(bcc: str, go_bin: Path) -> None:
-    with pod_cgroup(quota_us=5000, pod_quota_us=50000) as pc:
+    with pod_cgroup(quota_us=5000, pod_quota_us=50000,
+                    hierarchies=("cpu", "cpuacct", "unified")) as pc:
         app = start_in(pc, _app(go_bin, "cpu"))
         try:
             wait_port(app.pid, PPROF)
@@ -62,9 +63,13 @@ def test_throttle_frames_match_the_cgroup_files(bcc: str, go_bin: Path) -> None:
                 def read():
                     return cg.parse_kv((pc.container() / "cpu.stat").read_text())
 
-                ref0 = read()
+                def psi():
+                    line = (pc.container("unified") / "cpu.pressure").read_text().split("\n")[0]
+                    return int(line.rsplit("total=", 1)[1]) * 1000
+
+                ref0, psi0 = read(), psi()
                 frames = [a.next("throttle") for _ in range(4)]
-                ref1 = read()
+                ref1, psi1 = read(), psi()
                 _no_traceback(a)
             c = [f["container"] for f in frames]
             periods = sum(x["nr_periods"] for x in c)
@@ -79,6 +84,13 @@ def test_throttle_frames_match_the_cgroup_files(bcc: str, go_bin: Path) -> None:
             assert throttled >= 4, c
             assert all(x["quota_us"] == 5000 and x["period_us"] == 100000 for x in c)
             assert all(f["pod"]["quota_us"] == 50000 for f in frames)
+            assert all(f["threads"] >= 2 for f in frames)  # a Go process: several threads
+            # CPU pressure from the unified twin, against the file read independently.
+            assert hello["target"]["cgroups"]["container_unified"] == str(pc.container("unified"))
+            stall = sum(x["pressure_some_ns"] for x in c)
+            one = max(x["pressure_some_ns"] for x in c)
+            assert abs(stall - (psi1 - psi0)) <= one, (stall, psi1 - psi0)
+            assert all(0 <= x["pressure_some_avg10"] <= 100 for x in c)
             # Usage is capped by the quota: at most about 0.05 CPU-s per second.
             for f in frames:
                 per_s = f["container"]["usage_ns"] / f["interval_ns"]

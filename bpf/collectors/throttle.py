@@ -8,6 +8,12 @@ limit (the sum of its containers') throttles too.
 
 ``throttled_ns`` is summed over per-CPU run queues by the kernel, so it is
 throttled CPU-time and can exceed the interval on multi-core machines.
+
+Where the cgroup has a cgroup2 directory (v2, or a hybrid host's unified
+twin), each dict also carries CPU pressure (PSI): ``pressure_some_ns`` (delta
+of time some task waited for CPU) and ``pressure_some_avg10`` (%). The frame
+also says how many OS threads the target has (``threads``: compare with the
+quota; GOMAXPROCS above the quota makes throttling bursty).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class ThrottleCollector(Collector):
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
         self._prev: dict[str, cg.CpuStat] = {}
+        self._prev_psi: dict[str, tuple[float, int]] = {}
         self._prev_mono: int | None = None
 
     def _dirs(self) -> dict[str, tuple]:
@@ -50,6 +57,21 @@ class ThrottleCollector(Collector):
                 ) from None
         return out
 
+    def _psi_dir(self, role: str) -> str | None:
+        cgs = self.target.cgroups
+        if role + "_unified" in cgs:
+            return cgs[role + "_unified"]
+        return cgs.get(role) if self.target.cgroup_version == 2 else None
+
+    def _read_psi(self) -> dict[str, tuple[float, int]]:
+        out = {}
+        for role in ("container", "pod"):
+            d = self._psi_dir(role)
+            p = cg.read_cpu_pressure(d) if d else None
+            if p is not None:
+                out[role] = p
+        return out
+
     def start(self) -> None:
         if "container" not in self.target.cgroups:
             raise CollectorError(
@@ -58,18 +80,25 @@ class ThrottleCollector(Collector):
                 "the agent could not place the target in a cgroup",
             )
         self._prev = self._read_all()
+        self._prev_psi = self._read_psi()
         self._prev_mono = time.monotonic_ns()
 
     def poll(self) -> list[Frame]:
         cur = self._read_all()
+        psi = self._read_psi()
         mono = time.monotonic_ns()
         interval = mono - (self._prev_mono or mono)
         fields: dict[str, object] = {"container": None, "pod": None}
         for role, stat in cur.items():
             prev = self._prev.get(role)
             if prev is not None:
-                fields[role] = cg.stat_delta(prev, stat)
-        self._prev, self._prev_mono = cur, mono
+                d = cg.stat_delta(prev, stat)
+                if role in psi and role in self._prev_psi:
+                    avg10, total = psi[role]
+                    d["pressure_some_avg10"] = avg10
+                    d["pressure_some_ns"] = max(0, total - self._prev_psi[role][1])
+                fields[role] = d
+        self._prev, self._prev_psi, self._prev_mono = cur, psi, mono
         if fields["container"] is None:
             return []
         return [
@@ -78,6 +107,7 @@ class ThrottleCollector(Collector):
                 t=self.clock_now_ns(),
                 interval_ns=interval,
                 cgroup_version=self.target.cgroup_version,
+                threads=len(self.target.threads()),
                 **fields,
             )
         ]
