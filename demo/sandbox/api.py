@@ -222,11 +222,13 @@ class Sandbox:
             controlplane.wait_etcd(etcd, etcd_port, _left(deadline))
         with self._phase("kube-apiserver"):
             api = controlplane.start_apiserver(lay, binary, etcd_port, api_port, pki)
+            # The node runtimes import their (slow) client while the API server starts.
+            runtimes = [self._start_node(name, ip, deadline) for name, ip in node_list]
             controlplane.wait_apiserver(api, api_url, pki, certs.ADMIN_USER, _left(deadline))
+            lay.api_ready.write_text(api_url + "\n")
         with self._phase("RBAC (deploy/rbac.yaml)"):
             manifests.apply(self.api_client(), manifests.load([RBAC_YAML]))
         with self._phase("node runtimes (Ready)"):
-            runtimes = [self._start_node(name, ip) for name, ip in node_list]
             self._wait_nodes_ready(runtimes, node_list, deadline)
         with self._phase("sshd per node"):
             started = [(sshd.start(lay, name), ip) for name, ip in node_list]
@@ -265,13 +267,16 @@ class Sandbox:
                 said = True
             time.sleep(1)
 
-    def _start_node(self, name: str, ip: str) -> procs.Daemon:
+    def _start_node(self, name: str, ip: str, deadline: float) -> procs.Daemon:
         ndir = self.lay.node_dir(name)
         ndir.mkdir(parents=True, exist_ok=True)
         argv = [
             sys.executable,
             "-m",
-            "demo.sandbox.node",
+            "demo.sandbox.node_launcher",
+            str(self.lay.api_ready),
+            f"{_left(deadline):.0f}",
+            "--",
             "run",
             "--kubeconfig",
             str(self.admin_kubeconfig),
@@ -379,9 +384,12 @@ class Sandbox:
         if leftovers(lay.root, host):
             t0 = time.monotonic()
             self._node_cleanup(say, host)
+            if host:
+                remove_empty_kubepods()
             say(f"  node clean-up {time.monotonic() - t0:.2f} s")
         shutil.rmtree(lay.etcd_data, ignore_errors=True)
         lay.state_file.unlink(missing_ok=True)
+        lay.api_ready.unlink(missing_ok=True)
         left = leftovers(lay.root, host)
         for item in left:
             say(f"  leftover: {item}")
@@ -468,8 +476,10 @@ def _ancestors() -> set[int]:
 
 
 def _preload_kubernetes() -> None:
-    import kubernetes.client  # noqa: F401
+    # kubernetes.client loads API classes lazily; CoreV1Api alone is 1.5-6 s of CPU here.
     import kubernetes.config  # noqa: F401
+    import kubernetes.utils  # noqa: F401
+    from kubernetes.client import CoreV1Api, RbacAuthorizationV1Api  # noqa: F401
 
 
 def other_sandbox_state_dir(mine: Path | None = None) -> Path | None:
@@ -489,7 +499,8 @@ def other_sandbox_state_dir(mine: Path | None = None) -> Path | None:
             argv = (p / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"demo.sandbox.node" in argv and b"--state-dir" in argv:
+        runtime = b"demo.sandbox.node" in argv or b"demo.sandbox.node_launcher" in argv
+        if runtime and b"--state-dir" in argv:
             i = argv.index(b"--state-dir")
             if i + 1 < len(argv):
                 # STATE/nodes/node-N -> STATE
@@ -523,6 +534,24 @@ def _why(pod: Any) -> str:
         if w and w.reason:
             return f"{w.reason} {w.message or ''}".strip()
     return pod.status.phase or "Pending (no status yet)"
+
+
+def remove_empty_kubepods() -> None:
+    """rmdir every empty cgroup under kubepods, deepest first, then kubepods itself.
+
+    Pod cgroups of a run whose state dir was lost (a killed test run) are orphans no
+    node runtime knows about. rmdir refuses a cgroup that still has processes, so
+    nothing that runs is touched. Call only when no sandbox runs on the host.
+    """
+    roots = {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("*/kubepods")}
+    roots |= {kp.resolve() for kp in Path("/sys/fs/cgroup").glob("kubepods")}
+    for root in roots:
+        dirs = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for d in [*dirs, root]:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
 def _host_leftovers() -> list[str]:

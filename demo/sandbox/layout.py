@@ -55,6 +55,11 @@ class Layout:
         return self.root / "state.json"
 
     @property
+    def api_ready(self) -> Path:
+        """Written by `up` once the API server is ready; node launchers wait for it."""
+        return self.root / "apiserver.ready"
+
+    @property
     def admin_kubeconfig(self) -> Path:
         return self.root / "admin.kubeconfig"
 
