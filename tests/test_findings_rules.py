@@ -38,7 +38,7 @@ def healthy_frames(seconds: int = 30) -> list[dict]:
             + goroutines([12, 13, 12, 12, 14, 12] * (seconds // 6))
             + cpu(seconds, [(APP + ("main.handle", "encoding/json.Marshal"), 2),
                             (APP + ("main.handle",), 1),
-                            (("runtime.mcall", "runtime.schedule"), 1)])
+                            (("runtime.mcall", "runtime.schedule"), 1)], hz=99)
             + gc(seconds, per_s=0)
             + [profile("mutex", T0 + seconds * S, MUTEX_TYPES,
                        [(APP + ("sync.(*Mutex).Unlock",), [3, 20_000])], seconds=seconds),
@@ -157,7 +157,7 @@ def test_cpu_hotspot_names_function_and_share():
 
 
 def test_hotspot_at_low_cpu_is_only_info():
-    f = by_id(run(cpu(30, [(APP + ("main.fib",), 5)])))["GKD006"]
+    f = by_id(run(cpu(30, [(APP + ("main.fib",), 2)], hz=99)))["GKD006"]
     assert f.severity == "info"
 
 
