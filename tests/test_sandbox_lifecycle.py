@@ -55,6 +55,9 @@ def test_down_leaves_nothing_and_up_comes_back(sandbox) -> None:
     assert str(state) not in Path("/proc/mounts").read_text()
     assert list(Path("/sys/fs/cgroup").glob("*/kubepods")) == []
     assert leftovers(state) == []
+    routes = subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True,
+                            text=True).stdout
+    assert "10.88." not in routes, "no route (bridge or guard) for the sandbox network is left"
     assert claim.owner() != state.resolve(), "down gives the host claim back"
     # status after down says so instead of failing.
     assert sandbox.status()["up"] is False

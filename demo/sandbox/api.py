@@ -20,7 +20,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from demo.sandbox import certs, claim, controlplane, kubeconfig, manifests, procs, sshd
+from demo.sandbox import (
+    certs,
+    claim,
+    controlplane,
+    kubeconfig,
+    manifests,
+    netguard,
+    procs,
+    sshd,
+)
 from demo.sandbox.layout import Layout, default_state_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,6 +226,7 @@ class Sandbox:
                 "started": time.time(),
             }
         )
+        netguard.install()
         with self._phase("etcd"):
             etcd = controlplane.start_etcd(lay, binary, etcd_port, peer_port)
             controlplane.wait_etcd(etcd, etcd_port, _left(deadline))
@@ -390,7 +400,11 @@ class Sandbox:
         shutil.rmtree(lay.etcd_data, ignore_errors=True)
         lay.state_file.unlink(missing_ok=True)
         lay.api_ready.unlink(missing_ok=True)
+        if host:
+            netguard.remove()
         left = leftovers(lay.root, host)
+        if host and netguard.present():
+            left.append(f"route blackhole {netguard.SANDBOX_CIDR}")
         for item in left:
             say(f"  leftover: {item}")
         return left
