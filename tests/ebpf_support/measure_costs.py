@@ -1,7 +1,7 @@
 """Measure what each eBPF collector costs the target, alternating runs with
 and without it (run as root under the system python3):
 
-    /usr/bin/python3 tests/ebpf_support/measure_costs.py GOPROG [ROUNDS]
+    /usr/bin/python3 tests/ebpf_support/measure_costs.py GOPROG [ROUNDS] [ONLY,ONLY]
 
 GOPROG is a build of ebpf_support/goprog. Each round starts ``goprog -mode
 bench`` once per configuration; the program times 2M getppid() syscalls,
@@ -62,6 +62,9 @@ def one(binary: str, name: str | None, opts: dict) -> tuple[dict[str, float], fl
 def main() -> int:
     binary = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    if len(sys.argv) > 3:
+        only = set(sys.argv[3].split(","))
+        CONFIGS[:] = [c for c in CONFIGS if c[1] is None or c[1] in only]
     bcc_env.ensure_tracefs()
     results: dict[str, list[dict[str, float]]] = {c[0]: [] for c in CONFIGS}
     starts: dict[str, list[float]] = {c[0]: [] for c in CONFIGS}
