@@ -7,6 +7,8 @@ test_node_runtime_process.py and test_node_runtime_sandbox.py.
 from __future__ import annotations
 
 import shutil
+import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,38 @@ def test_interface_names_fit_the_kernel_limit() -> None:
     uid = "0123abcd-4567-89ef-0123-456789abcdef"
     assert len(veth_name(uid)) <= 15
     assert netns_name(uid).startswith("gkd-")
+
+
+def test_watch_relists_after_410_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake watch that expires once: the node must re-list, then watch from the new version."""
+    from kubernetes.client.rest import ApiException
+
+    from demo.sandbox.node import kubelet
+
+    # Only the watch loop's own state: no API client, no runtime.
+    agent = kubelet.NodeAgent.__new__(kubelet.NodeAgent)
+    agent.node_name = "n"
+    agent.stopping = threading.Event()
+    agent.core = types.SimpleNamespace(list_pod_for_all_namespaces=None)
+    lists: list[int] = []
+    watched_from: list[str] = []
+
+    def fake_list() -> str:
+        lists.append(1)
+        return f"rv{len(lists)}"
+
+    class FakeWatch:
+        def stream(self, _func, **kw):
+            watched_from.append(kw["resource_version"])
+            if len(watched_from) == 1:
+                raise ApiException(status=410, reason="Expired: too old resource version")
+            agent.stopping.set()
+            return iter(())
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(agent, "_list_pods", fake_list)
+    monkeypatch.setattr(kubelet.watch, "Watch", FakeWatch)
+    agent._watch_loop()
+    assert lists == [1, 1] and watched_from == ["rv1", "rv2"]

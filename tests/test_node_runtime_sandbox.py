@@ -304,3 +304,28 @@ def test_restarted_node_runtime_adopts_running_containers(core, ns, sandbox) -> 
     cs = q.status.container_statuses[0]
     assert cs.container_id == f"containerd://{cid}" and cs.restart_count == 0
     assert _container(q)[1] == pid
+
+
+
+def test_pod_watch_sees_new_and_updated_pods(core, ns, sandbox) -> None:
+    """The node's list+watch (the 410 re-list branch is unit-tested in test_node_runtime.py)."""
+    import threading
+
+    from demo.sandbox.node.kubelet import NodeAgent
+
+    agent = NodeAgent(str(sandbox.admin_kubeconfig), "node-watch-test", "10.88.99.1",
+                      runtime=None)  # type: ignore[arg-type]  # the watch never touches it
+    t = threading.Thread(target=agent._watch_loop, daemon=True)
+    t.start()
+    try:
+        _wait(agent.synced.is_set, 30, "the first list")
+        _create(core, ns, _pod("watched", "sandbox.local/busybox", node="node-watch-test"))
+        uid = core.read_namespaced_pod("watched", ns).metadata.uid
+        _wait(lambda: uid in agent.pods, 30, "the new pod through the watch")
+        core.patch_namespaced_pod("watched", ns, {"metadata": {"labels": {"seen": "yes"}}})
+        _wait(lambda: agent.pods[uid]["metadata"].get("labels", {}).get("seen") == "yes", 30,
+              "the update through the watch")
+        core.delete_namespaced_pod("watched", ns, grace_period_seconds=0)
+        _wait(lambda: uid not in agent.pods, 30, "the deletion through the watch")
+    finally:
+        agent.stopping.set()

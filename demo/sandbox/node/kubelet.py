@@ -230,8 +230,8 @@ class NodeAgent:
         self.wake.set()
         return data["metadata"]["resourceVersion"]
 
-    def _watch_loop(self) -> None:
-        rv = ""
+    def _watch_loop(self, rv: str = "") -> None:
+        """List, then watch from the list's resourceVersion; re-list when it expires (410)."""
         while not self.stopping.is_set():
             try:
                 if not rv:
@@ -276,7 +276,7 @@ class NodeAgent:
     def adopt(self) -> None:
         """Rebuild tracks from what the runtime still holds (after a restart of this process)."""
         for info in self.runtime.list_containers():
-            meta = getattr(self.runtime, "pod_meta", lambda _u: None)(info.pod_uid) or {}
+            meta = self.runtime.pod_meta(info.pod_uid) or {}
             pt = self.tracks.setdefault(
                 info.pod_uid,
                 PodTrack(
@@ -443,11 +443,7 @@ class NodeAgent:
         if previous is not None:
             ct.last_terminated = _terminated(previous)
             # Keep only the last dead container (kubelet keeps it for lastState and logs).
-            for old in (
-                self.runtime.list_containers(track.uid)
-                if hasattr(self.runtime, "list_containers")
-                else []
-            ):
+            for old in self.runtime.list_containers(track.uid):
                 if old.name == ct.name and old.id not in (previous.id, info.id):
                     self.runtime.remove_container(track.uid, old.id)
         ct.current = info

@@ -103,8 +103,11 @@ class PodRuntime(Protocol):
     def remove_pod_sandbox(self, pod_uid: str) -> None:
         """Kill whatever is left and remove the pod's network, cgroups and files."""
 
-    def list_containers(self) -> list[ContainerInfo]:
-        """Every container the runtime knows about (for adoption after a restart)."""
+    def list_containers(self, pod_uid: str | None = None) -> list[ContainerInfo]:
+        """Every container the runtime knows about, or one pod's (adoption, pruning)."""
+
+    def pod_meta(self, pod_uid: str) -> dict | None:
+        """What the runtime recorded about a pod sandbox: namespace, name, qos, podIP."""
 
     def list_pod_uids(self) -> list[str]:
         """Every pod the runtime holds resources for."""
