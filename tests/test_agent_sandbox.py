@@ -12,10 +12,27 @@ from test_agent_support import agent, nsenter_get
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 
-def _pod(sandbox, name: str):
+@pytest.fixture
+def demo(request, root: None):
+    """The session's sandbox; or, with GKD_SANDBOX_STATE=<state dir>, one that is
+    already up (only read: pods listed, agents attached), for runs beside a
+    developer's sandbox."""
+    import os
+
+    state = os.environ.get("GKD_SANDBOX_STATE")
+    if state:
+        from demo.sandbox.api import Sandbox
+
+        sb = Sandbox(state_dir=Path(state))
+        assert sb.is_up(), f"no sandbox is up at {state}"
+        return sb
+    return request.getfixturevalue("sandbox")
+
+
+def _pod(sb, name: str):
     from kubernetes import client
 
-    v1 = client.CoreV1Api(sandbox.api_client())
+    v1 = client.CoreV1Api(sb.api_client())
     pod = v1.read_namespaced_pod(name, "demo")
     assert pod.status.phase == "Running", (name, pod.status.phase)
     cid = pod.status.container_statuses[0].container_id
@@ -28,8 +45,8 @@ def _environ(pid: int) -> dict[str, str]:
     return dict(x.decode(errors="replace").split("=", 1) for x in raw if b"=" in x)
 
 
-def test_cpu_pod_throttling_and_goroutines(bcc: str, sandbox) -> None:
-    uid, cid = _pod(sandbox, "cpu")
+def test_cpu_pod_throttling_and_goroutines(bcc: str, demo) -> None:
+    uid, cid = _pod(demo, "cpu")
     with agent(bcc, "--pod-uid", uid, "--container-id", cid, "--interval", "1") as a:
         hello = a.next("hello", timeout=30)
         t = hello["target"]
@@ -49,23 +66,23 @@ def test_cpu_pod_throttling_and_goroutines(bcc: str, sandbox) -> None:
         assert "Traceback" not in a.read_stderr()
 
 
-def test_localhost_pprof_pod_and_contention_profiles(bcc: str, sandbox) -> None:
-    uid, cid = _pod(sandbox, "pprof-localhost")
+def test_localhost_pprof_pod_and_contention_profiles(bcc: str, demo) -> None:
+    uid, cid = _pod(demo, "pprof-localhost")
     with agent(bcc, "--pod-uid", uid, "--container-id", cid) as a:
         a.next("collector", name="goroutines", state="on", timeout=30)
         assert a.next("goroutines", timeout=10)["count"] > 0
         a.send("profile", id="m", profile="mutex", seconds=0)
         m = a.next("profile", id="m", timeout=30)
         assert m["empty"] is False  # this pod enables mutex profiling
-    uid, cid = _pod(sandbox, "no-contention-profiles")
+    uid, cid = _pod(demo, "no-contention-profiles")
     with agent(bcc, "--pod-uid", uid, "--container-id", cid) as a:
         a.send("profile", id="m", profile="mutex", seconds=0)
         m = a.next("profile", id="m", timeout=30)
         assert m["empty"] is True and "SetMutexProfileFraction" in m["note"]
 
 
-def test_not_go_pod(bcc: str, sandbox) -> None:
-    uid, cid = _pod(sandbox, "not-go")
+def test_not_go_pod(bcc: str, demo) -> None:
+    uid, cid = _pod(demo, "not-go")
     with agent(bcc, "--pod-uid", uid, "--container-id", cid, "--interval", "0.5") as a:
         e = a.next("error", code="not_go", timeout=30)
         assert e["fatal"] is False
