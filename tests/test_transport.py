@@ -160,12 +160,14 @@ def test_ssh_runs_agent_via_config_host_entry(sshd):
 
 def test_ssh_bundle_is_cached_by_content_hash(sshd):
     t = SSHTransport(SSHOptions(config=[sshd["config"]]), bundle=standin_bundle())
-    for _ in range(2):
+    for i in range(3):
+        t0 = time.monotonic()
         link = t.start(target(node="testnode"))
         assert read_frames(link, 1)[0]["kind"] == "hello"
+        print(f"\nssh attach {i}: first frame after {time.monotonic() - t0:.2f} s {t.last_timings}")
         link.close()
     assert t.last_timings["cached"] == 1.0
-    assert t.last_timings["connect_s"] < 3
+    assert t.last_timings["connect_s"] < 3 and "start_s" in t.last_timings
 
 
 def test_ssh_by_node_address_with_flags(sshd):
