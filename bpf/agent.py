@@ -22,7 +22,8 @@ that need a Go binary (pprof, Go uprobes) are reported unavailable, and one
 
 Fields beyond bpf.schema's required ones (consoles may ignore them):
 
-- hello: ``interval_ns``, ``hz``, ``pprof_port``, ``python``, ``agent_pid``,
+- hello: ``interval_ns``, ``hz``, ``pprof_port``, ``profiles`` (available,
+  kinds), ``python``, ``agent_pid``,
   ``clock_uncertainty_ns``; ``target`` is None when resolution failed (a fatal
   ``error`` follows); each collector: name, cost, default_on, needs_bcc,
   available, state, reason.
@@ -297,6 +298,10 @@ class Agent:
             interval_ns=int(self.interval * 1e9),
             hz=self.hz,
             pprof_port=self.args.pprof_port,
+            profiles={
+                "available": self.target is not None and self.target.is_go is not False,
+                "kinds": list(schema.PROFILE_KINDS),
+            },
             python=platform.python_version(),
             agent_pid=os.getpid(),
         )

@@ -57,6 +57,7 @@ def test_throttle_frames_match_the_cgroup_files(bcc: str, go_bin: Path) -> None:
                        "--interval", "1") as a:
                 hello = a.next("hello")
                 assert hello["target"]["pid"] == app.pid
+                assert hello["profiles"]["available"] is True
                 assert hello["target"]["cgroups"]["container"] == str(pc.container())
                 a.next("throttle")
                 # Reference: the files, read right after each frame arrives.
@@ -223,6 +224,7 @@ def test_non_go_process_gets_a_clear_frame_and_throttling(bcc: str) -> None:
             with agent(bcc, "--pod-uid", pc.pod_uid, "--interval", "0.5") as a:
                 hello = a.next("hello")
                 assert hello["target"]["is_go"] is False
+                assert hello["profiles"]["available"] is False
                 e = a.next("error", code="not_go")
                 assert "not a Go program" in e["msg"] and e["fatal"] is False
                 col = {c["name"]: c for c in hello["collectors"]}
