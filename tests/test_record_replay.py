@@ -184,3 +184,28 @@ def wait_for(cond, timeout: float = 5.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("condition not reached")
+
+
+async def test_replay_opens_the_console_on_the_recording(tmp_path):
+    from tui.replay_cli import make_app
+    from tui.screens.attached import AttachedScreen
+
+    p = tmp_path / "r.rec.gz"
+    record(p, frames())
+    app = make_app(read_recording(p), speed=None)
+    async with app.run_test(size=(140, 45)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, AttachedScreen):
+                break
+        assert isinstance(app.screen, AttachedScreen)
+        session = app.replay.current
+        assert session is not None and session.info.transport == "replay"
+        assert session.info.pod.name == "cpu-7f9"
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if session.finished:
+                break
+        assert session.finished
+        # the console's clock is the recording's
+        assert abs(app.clock.now() - session.end_ns / 1e9) < 1.0

@@ -94,22 +94,31 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(rep.render(args.report))  # type: ignore[attr-defined]
         return rep.exit_code  # type: ignore[attr-defined]
 
-    from tui.sources.recorded import RecordedPodSource
-    from tui.sources.replay import ReplayClock, ReplaySessionFactory
-
-    factory = ReplaySessionFactory(rec, speed=args.speed or None, start_s=args.start or 0.0,
-                                   paused=args.paused)
-    pod = rec.pod
-    source = RecordedPodSource({"recording": [pod]}, status=f"replay of {args.file}")
     try:
-        from tui.app import GoDebugApp
+        app = make_app(rec, speed=args.speed or None, start_s=args.start or 0.0,
+                       paused=args.paused, label=args.file)
     except ImportError as e:
         sys.stderr.write(f"go-k8s-debug replay: the console UI is not available ({e})\n")
         return EXIT_USAGE
-    kwargs = {"namespace": pod.namespace, "initial_pod": pod.key}
-    app = GoDebugApp(source, factory, ReplayClock(factory), **kwargs)
     app.run()
     return int(getattr(app, "return_code", 0) or 0)
+
+
+def make_app(rec, speed: float | None = 1.0, start_s: float = 0.0, paused: bool = False,
+             label: str = "recording"):
+    """The console on a recording: its one pod listed and attached at once,
+    frames from a ``ReplaySession``, the clock of the recording."""
+    from tui.app import GoDebugApp
+    from tui.sources.recorded import RecordedPodSource
+    from tui.sources.replay import ReplayClock, ReplaySessionFactory
+
+    factory = ReplaySessionFactory(rec, speed=speed, start_s=start_s, paused=paused)
+    pod = rec.pod
+    source = RecordedPodSource({"recording": [pod]}, status=f"replay of {label}")
+    app = GoDebugApp(source, factory, ReplayClock(factory), namespace=pod.namespace,
+                     initial_pod=pod.key)
+    app.replay = factory  # the console's replay keys reach the session through this
+    return app
 
 
 if __name__ == "__main__":
