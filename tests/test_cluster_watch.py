@@ -334,3 +334,27 @@ def test_agent_pod_template_is_accepted_for_the_restricted_user(apiserver):
     created = src.core().create_namespaced_pod("godebug", doc, dry_run="All")
     assert isinstance(created, client.V1Pod)
     assert created.spec.node_name == "node-1" and created.spec.host_pid is True
+
+
+def test_use_context_relists_from_the_new_context(apiserver, tmp_path):
+    import yaml
+
+    kc = yaml.safe_load(Path(apiserver["kubeconfig"]).read_text())
+    ctx = kc["contexts"][0]
+    kc["contexts"].append({"name": "second", "context": dict(ctx["context"], namespace="watch-b")})
+    path = tmp_path / "two.kubeconfig"
+    path.write_text(yaml.safe_dump(kc))
+    src = KubePodSource(str(path))
+    assert src.contexts() == [ctx["name"], "second"]
+    ev = Events(src, "watch-a")
+    try:
+        ev.wait(lambda e: e.type == "RESET", what="RESET")
+        src.use_context("second")
+        assert src.current_context == "second" and src.default_namespace == "watch-b"
+        ev.wait(lambda e: e.type == "RESET", what="RESET after switching context")
+    finally:
+        ev.stop()
+    from tui.cluster import ClusterError
+
+    with pytest.raises(ClusterError, match="no context named 'third'"):
+        src.use_context("third")
