@@ -55,6 +55,7 @@ from typing import Any
 from bpf import schema
 from bpf.clock import Clock
 from bpf.collectors.base import Collector, CollectorError
+from bpf.collectors.goroutines import DEFAULT_PPROF_PORT, find_pprof_port
 from bpf.collectors.profiles import ProfileFetcher
 from bpf.target import Target, TargetError, resolve
 
@@ -208,6 +209,7 @@ class Agent:
         self.clock = Clock()
         self.interval = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, float(args.interval)))
         self.hz = min(MAX_HZ, max(1, int(args.hz)))
+        self.pprof_port = int(args.pprof_port or DEFAULT_PPROF_PORT)
         self.target: Target | None = None
         self.slots: dict[str, _Slot] = {}
         self.profiles: ProfileFetcher | None = None
@@ -238,7 +240,7 @@ class Agent:
         return {
             "hz": self.hz,
             "interval": self.interval,
-            "pprof_port": self.args.pprof_port,
+            "pprof_port": self.pprof_port,
             "clock": self.clock,
         }
 
@@ -297,7 +299,7 @@ class Agent:
             clock_uncertainty_ns=self.clock.uncertainty_ns,
             interval_ns=int(self.interval * 1e9),
             hz=self.hz,
-            pprof_port=self.args.pprof_port,
+            pprof_port=self.pprof_port,
             profiles={
                 "available": self.target is not None and self.target.is_go is not False,
                 "kinds": list(schema.PROFILE_KINDS),
@@ -305,6 +307,27 @@ class Agent:
             python=platform.python_version(),
             agent_pid=os.getpid(),
         )
+
+    def discover_pprof_port(self) -> str | None:
+        """Without --pprof-port: keep 6060 if it serves pprof, else look at the
+        pod's other listening ports (apps put pprof on many ports). Returns
+        what to log (the caller logs it after the hello frame)."""
+        from bpf.netns_http import HttpError, http_get
+
+        t = self.target
+        try:
+            http_get(t.netns, self.pprof_port, "/debug/pprof/", timeout=1.0, max_bytes=1 << 20)
+            return None
+        except HttpError:
+            pass
+        try:
+            port = find_pprof_port(t.netns, t.pid, skip=self.pprof_port)
+        except Exception as e:
+            return f"looking for the app's pprof port failed: {e!r}"
+        if port is None:
+            return None
+        self.pprof_port = port
+        return f"the app serves pprof on port {port} (not {DEFAULT_PPROF_PORT})"
 
     # --- collectors ---------------------------------------------------------------------------
 
@@ -547,8 +570,11 @@ class Agent:
             if self.clock.maybe_remeasure():
                 step = self.clock.offset_ns - old_offset
                 if abs(step) > 1_000_000:  # NTP stepped the wall clock: frame times jump
-                    self.log("info", f"wall clock stepped by {step / 1e6:+.1f} ms",
-                             clock_offset_ns=self.clock.offset_ns)
+                    self.log(
+                        "info",
+                        f"wall clock stepped by {step / 1e6:+.1f} ms",
+                        clock_offset_ns=self.clock.offset_ns,
+                    )
             # Armed after the poll finished: polls never overlap or pile up.
             next_tick = max(next_tick + self.interval, time.monotonic() + self.interval / 4)
 
@@ -588,7 +614,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--container-id", help="container ID (containerd://... or the bare ID)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between frames (1.0)")
     p.add_argument("--hz", type=int, default=DEFAULT_HZ, help=f"CPU sampling rate ({DEFAULT_HZ})")
-    p.add_argument("--pprof-port", type=int, default=6060, help="the app's pprof port (6060)")
+    p.add_argument(
+        "--pprof-port",
+        type=int,
+        default=None,
+        help="the app's pprof port (default 6060, else the first port in the pod "
+        "that serves /debug/pprof/)",
+    )
     p.add_argument("--enable", action="append", help="collectors to turn on (comma list)")
     p.add_argument("--disable", action="append", help="collectors to turn off (comma list)")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
@@ -609,7 +641,7 @@ def print_ebpf(args: argparse.Namespace) -> int:
     opts = {
         "hz": args.hz,
         "interval": args.interval,
-        "pprof_port": args.pprof_port,
+        "pprof_port": args.pprof_port or DEFAULT_PPROF_PORT,
         "clock": Clock(),
     }
     for name in schema.COLLECTORS:
@@ -714,8 +746,12 @@ def _run(agent: Agent, args: argparse.Namespace) -> tuple[int, str]:
         agent.stop_reason = "no target"
         return EXIT_TARGET, "no target"
     agent.discover()
-    agent.hello()
     t = agent.target
+    # Before hello, so that hello states the port in use; said in a log after it.
+    port_msg = agent.discover_pprof_port() if t.is_go and args.pprof_port is None else None
+    agent.hello()
+    if port_msg:
+        agent.log("info", port_msg, pprof_port=agent.pprof_port)
     if t.is_go is False:
         agent.error(
             "not_go",

@@ -392,3 +392,20 @@ def test_without_bcc_the_ebpf_collectors_are_unavailable_not_fatal(root: None) -
             _no_traceback(a)
     finally:
         stop_proc(p)
+
+
+def test_pprof_on_another_port_is_found(bcc: str, go_bin: Path) -> None:
+    with pod_cgroup() as pc:
+        app = start_in(pc, ns_command(faultsvc(
+            go_bin, "-mode", "healthy", "-load=false", "-addr", "127.0.0.1:8080",
+            "-pprof-addr", "127.0.0.1:7071"), netns=True))
+        try:
+            wait_port(app.pid, 7071)
+            with agent(bcc, "--pod-uid", pc.pod_uid) as a:
+                hello = a.next("hello")
+                assert hello["pprof_port"] == 7071
+                assert a.next("log", pprof_port=7071)["msg"].startswith("the app serves pprof")
+                assert a.next("goroutines")["count"] > 0
+                _no_traceback(a)
+        finally:
+            stop_proc(app)

@@ -28,6 +28,47 @@ _ROW_RE = re.compile(
 MAX_FAILURES = 3
 
 
+def listening_ports(pid: int) -> list[tuple[str, int]]:
+    """(address to dial, port) of every TCP listener in pid's network namespace,
+    from /proc/PID/net/tcp{,6}; wildcard and loopback binds are dialled at 127.0.0.1."""
+    out = []
+    for fn, v6 in (("tcp", False), ("tcp6", True)):
+        try:
+            with open(f"/proc/{pid}/net/{fn}") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 4 or parts[3] != "0A":  # 0A: LISTEN
+                continue
+            addr_hex, port_hex = parts[1].rsplit(":", 1)
+            host = "127.0.0.1"
+            if not v6 and addr_hex not in ("00000000",) and not addr_hex.endswith("7F"):
+                # A specific IPv4 address (little-endian hex): dial it inside the pod.
+                host = ".".join(str(int(addr_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            item = (host, int(port_hex, 16))
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def find_pprof_port(
+    netns: str, pid: int, skip: int | None = None, timeout: float = 1.0
+) -> int | None:
+    """The first listening port in the pod that serves /debug/pprof/ (None: none)."""
+    for host, port in listening_ports(pid):
+        if port == skip or host != "127.0.0.1":
+            continue
+        try:
+            body = http_get(netns, port, "/debug/pprof/", timeout=timeout, max_bytes=1 << 20)
+        except HttpError:
+            continue
+        if parse_index_goroutines(body.decode("utf-8", "replace")) is not None:
+            return port
+    return None
+
+
 def parse_index_goroutines(html: str) -> int | None:
     """The goroutine count on a /debug/pprof/ index page, or None."""
     m = _ROW_RE.search(html)
