@@ -173,3 +173,11 @@ def test_host_claim_one_sandbox_at_a_time(tmp_path: Path, monkeypatch: pytest.Mo
     assert claim.take(b) is None
     assert claim.owner() == b.resolve()
     claim.release(b)
+
+
+def test_printable_neutralizes_terminal_escapes() -> None:
+    from demo.sandbox.api import printable
+
+    out = printable("ErrImagePull \x1b[31mred\x1b[0m\x07 [bold]x[/bold]")
+    assert "\x1b" not in out and "\x07" not in out
+    assert out == "ErrImagePull \\x1b[31mred\\x1b[0m\\x07 [bold]x[/bold]"

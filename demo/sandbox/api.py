@@ -543,11 +543,17 @@ def _is_local_ip(ip: str) -> bool:
 
 
 def _why(pod: Any) -> str:
+    """Why a pod is not Running, from its status, safe to print (no control characters)."""
     for cs in pod.status.container_statuses or []:
         w = cs.state.waiting if cs.state else None
         if w and w.reason:
-            return f"{w.reason} {w.message or ''}".strip()
-    return pod.status.phase or "Pending (no status yet)"
+            return printable(f"{w.reason} {w.message or ''}".strip())
+    return printable(pod.status.phase or "Pending (no status yet)")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (ANSI escapes among them) shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def remove_empty_kubepods() -> None:
