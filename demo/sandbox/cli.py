@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from demo.sandbox.api import DEMO_NAMESPACE, Sandbox, SandboxError
+from demo.sandbox.api import DEMO_NAMESPACE, Sandbox, SandboxError, printable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +55,9 @@ def _print_reach(sb: Sandbox) -> None:
              p["pod_ip"] or "")
             for p in pods
         ]
+        # Status fields are written by whoever can patch pods/status: never let them
+        # reach the terminal as escape sequences.
+        rows = [tuple(printable(c) for c in r) for r in rows]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out)
