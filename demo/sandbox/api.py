@@ -193,6 +193,9 @@ class Sandbox:
             raise
         self.timings["total"] = time.monotonic() - t_start
         self._progress(f"  {'total':<28} {self.timings['total']:6.2f} s")
+        st = self.lay.read_state()
+        st["up_timings_s"] = {k: round(v, 3) for k, v in self.timings.items()}
+        self.lay.write_state(st)
 
     def _up(self, binary: Path, nodes: int, demo: bool, deadline: float) -> None:
         lay = self.lay
@@ -438,6 +441,7 @@ class Sandbox:
             "restricted_kubeconfig": str(self.restricted_kubeconfig),
             "ssh_config": str(self.ssh_config),
             "nodes": [{"name": n, "ip": ip} for n, ip in st.get("nodes", [])],
+            "up_timings_s": st.get("up_timings_s", {}),
             "processes": [
                 {"name": d.name, "pid": d.pid, "alive": d.alive(), "rss_kib": procs.rss_kib(d.pid)}
                 for d in procs.load(self.lay.pids)
