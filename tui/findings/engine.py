@@ -25,7 +25,7 @@ listed only) | warning >= 500 ms/s; critical >= 5 s/s |
 | GKD005-gc-pressure | GC cycles/s (gc frames), GC share of CPU samples \
 (gcBgMarkWorker, gcDrain, assists), heap growth (gc heap_bytes or two heap profiles), \
 top allocator from the heap profile | warning >= 5 GC/s, or >= 25 % of CPU at >= 0.05 \
-CPU, or heap x2 and +32 MiB, or allocating >= 16 MB/s (two heap profiles); critical \
+CPU, or heap x2 and +32 MiB, or allocating >= 8 MB/s (two heap profiles); critical \
 >= 20 GC/s, >= 50 % of CPU or >= 512 MB/s |
 | GKD006-cpu-hotspot | the app function (not runtime.*) with the largest flat share of \
 CPU samples (eBPF, else pprof CPU profile) | warning: >= 30 % flat while the process \
@@ -91,7 +91,7 @@ class Thresholds:
     gc_crit_cpu_share: float = 0.50
     heap_growth_factor: float = 2.0
     heap_min_growth_bytes: int = 32 << 20
-    alloc_warn_bytes_per_s: float = 16e6
+    alloc_warn_bytes_per_s: float = 8e6
     alloc_crit_bytes_per_s: float = 512e6
     # CPU floors are low on purpose: demo pods run under 100-300m limits, and a
     # starved process is still the one to look at. Healthy services sit well below.
@@ -703,6 +703,7 @@ class FindingsEngine:
         sev = "info"
         win = cwin
         stack: Stack = ()
+        why: list[str] = []  # what tripped the rule, for the title
         if gcs:
             s, e = self._span(gcs)
             win = (s, e)
@@ -723,10 +724,13 @@ class FindingsEngine:
                 if heap[0] and heap[-1] / heap[0] >= self.th.heap_growth_factor and \
                         heap[-1] - heap[0] >= self.th.heap_min_growth_bytes:
                     sev, sev_score = "warning", max(sev_score, 0.5)
+                    why.append(f"heap {fmt_bytes(heap[0])} → {fmt_bytes(heap[-1])}")
             if rate >= self.th.gc_crit_per_s:
                 sev, sev_score = "critical", max(sev_score, 1.0)
+                why.append(f"{rate:.0f} GC cycles/s")
             elif rate >= self.th.gc_warn_per_s and sev != "critical":
                 sev, sev_score = "warning", max(sev_score, rate / self.th.gc_crit_per_s)
+                why.append(f"{rate:.0f} GC cycles/s")
         if stacks:
             tot = sum(v for _, v in stacks)
             gcv = sum(v for st, v in stacks if _has_marker(st, GC_MARKERS))
@@ -738,8 +742,10 @@ class FindingsEngine:
             if cores >= self.th.syscall_min_cpu:
                 if share >= self.th.gc_crit_cpu_share:
                     sev, sev_score = "critical", max(sev_score, share)
+                    why.append(f"GC is {share:.0%} of CPU")
                 elif share >= self.th.gc_warn_cpu_share and sev != "critical":
                     sev, sev_score = "warning", max(sev_score, share)
+                    why.append(f"GC is {share:.0%} of CPU")
             allocs = [(st, v) for st, v in stacks if _has_marker(st, ("runtime.mallocgc",))]
             if allocs:
                 stack = _caller_of(max(allocs, key=lambda x: x[1])[0], "runtime.mallocgc")
@@ -774,21 +780,24 @@ class FindingsEngine:
                                  f"{fmt_window(heaps[-2].t, hp.t)})")
                     if rate >= self.th.alloc_crit_bytes_per_s:
                         sev, sev_score = "critical", max(sev_score, 0.8)
+                        why.append(f"allocating {fmt_bytes(rate)}/s")
                     elif rate >= self.th.alloc_warn_bytes_per_s and sev != "critical":
                         sev = "warning"
                         sev_score = max(sev_score, 0.3 + 0.2 * min(
                             1.0, rate / self.th.alloc_crit_bytes_per_s))
+                        why.append(f"allocating {fmt_bytes(rate)}/s")
                 if a and b / a >= self.th.heap_growth_factor and \
                         b - a >= self.th.heap_min_growth_bytes:
                     lines.append(f"in-use heap grew {fmt_bytes(a)} → {fmt_bytes(b)} between "
                                  "the last two heap profiles")
                     if sev == "info":
                         sev, sev_score = "warning", 0.5
+                    why.append(f"in-use heap {fmt_bytes(a)} → {fmt_bytes(b)}")
         if sev == "info":
             return Finding(rid, "info", "GC and heap look normal", tuple(lines), "",
                            Related("calltree", stack, "heap" if heaps else ""), 0.0, win)
         return Finding(
-            rid, sev, "GC pressure: the app allocates fast enough to keep the GC busy",
+            rid, sev, "GC pressure: " + ", ".join(why or ["the GC is kept busy"]),
             tuple(lines),
             "Cut allocations on the highlighted path (reuse buffers, sync.Pool, avoid "
             "per-request maps/fmt), or trade memory for CPU with GOGC/GOMEMLIMIT. If the "
