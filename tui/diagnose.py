@@ -96,7 +96,11 @@ class Diagnosis:
         self.recorder = recorder
         self.progress = progress or (lambda msg: None)
         self.monotonic = monotonic
-        self.engine = FindingsEngine(window_s=max(60.0, self.opt.duration_s + 5))
+        # The engine keeps everything the run sees (attach wait included), so a
+        # replay of the run's recording evaluates the very same frames.
+        self.engine = FindingsEngine(window_s=self.opt.attach_timeout_s
+                                     + self.opt.collector_wait_s + self.opt.duration_s
+                                     + self.opt.grace_s + 60)
         self.frames: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self._q: queue.Queue[dict[str, Any] | None] = queue.Queue()
