@@ -285,6 +285,11 @@ class SessionModel:
 
     # ---- input -------------------------------------------------------------
 
+    @property
+    def frames_seen(self) -> int:
+        """Frames folded in so far (a cheap change detector for the refresh loop)."""
+        return self._frames
+
     def note(self, t: float, level: str, text: str) -> None:
         """A line of the console's own (e.g. "futex waits enabled")."""
         with self._lock:

@@ -101,6 +101,8 @@ class AttachedScreen(Screen[None]):
         self.related_path: tuple[str, ...] = ()
         self.refreshes = 0
         self._findings_at = 0.0
+        self._frames_at_refresh = -1
+        self.findings_frames = -1  # frames seen when findings were last evaluated
         self._detaching = threading.Event()
         self._refresh_timer: Any = None
 
@@ -156,9 +158,15 @@ class AttachedScreen(Screen[None]):
     @work(thread=True, exclusive=False, group="refresh", exit_on_error=False)
     def build_snapshot(self) -> None:
         now = self.app.clock.now()
-        if now - self._findings_at >= FINDINGS_EVERY_S:
+        frames = self.model.frames_seen
+        # Rules run every few seconds, and once more when the stream goes quiet,
+        # so the findings always cover the newest frames (a replay that ended).
+        idle = frames == self._frames_at_refresh
+        if now - self._findings_at >= FINDINGS_EVERY_S or (idle and frames != self.findings_frames):
             self._findings_at = now
+            self.findings_frames = frames
             self.model.evaluate_findings()
+        self._frames_at_refresh = frames
         snap = self.model.snapshot(now)
         extra = getattr(self.session, "unparsed", 0)
         if extra:

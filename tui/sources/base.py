@@ -10,8 +10,9 @@ workers; they never run on the UI's event loop.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,10 @@ class Session(Protocol):
     def frames(self) -> Iterator[dict[str, Any]]:
         """Blocking stream of decoded frames (bpf.schema) until the session ends.
         The transport adds its own ``log``/``error`` frames about the link
-        (connecting, dropped, re-attached, container restarted)."""
+        (connecting, dropped, re-attached, container restarted); a ``log`` frame
+        may carry ``link`` (connecting|live|reconnecting|dropped) for the header.
+        Lines that fail to decode are not yielded: the session counts them in an
+        ``unparsed`` int attribute, which the header shows."""
         ...
 
     def send(self, command: dict[str, Any]) -> None:

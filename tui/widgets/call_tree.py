@@ -72,7 +72,12 @@ class CallTreeWidget(Tree[Path]):
         self.root.set_label(self._root_label(view))
         self._sync(self.root, view.root)
         if view.total and not self._user_moved and view.hot_path:
-            # Follow the hot path until the user takes over the tree.
+            # Follow the hot path until the user takes over the tree: open it, and
+            # close what an earlier hot path opened.
+            keep = {()} | set(view.hot_path)
+            for node in _descendants(self.root):
+                if node.is_expanded and node.data not in keep:
+                    node.collapse()
             self.expand_path(view.hot_path[-1])
         if cursor_path is not None:
             self._restore_cursor(cursor_path)

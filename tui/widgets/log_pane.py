@@ -24,7 +24,7 @@ def log_text(line: LogLine) -> Text:
 class LogPane(RichLog):
     """Appends new log lines from each snapshot; never interprets markup in them."""
 
-    DEFAULT_CSS = "LogPane { border: round $panel-lighten-2; height: 1fr; }"
+    DEFAULT_CSS = "LogPane { border: round $foreground 35%; height: 1fr; }"
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(

@@ -84,7 +84,7 @@ class Pane(Vertical):
     """A bordered pane that takes a snapshot. ``related`` highlights it for a finding."""
 
     DEFAULT_CSS = """
-    Pane { border: round $panel-lighten-2; height: auto; }
+    Pane { border: round $foreground 35%; height: auto; }
     Pane.related { border: heavy $warning; }
     Pane:focus-within { border: round $accent; }
     """

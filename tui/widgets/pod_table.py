@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from tui.models.pods import COLUMNS, PodRow
 
@@ -27,7 +28,20 @@ def _cell(column: str, value: str) -> Text:
         style = "yellow"
     elif column == "pprof" and value != "-":
         style = "cyan"
-    return Text(value, style=style, no_wrap=True)
+    return Text(value, style=style, no_wrap=True, overflow="ellipsis")
+
+
+# Widths of every column but the name (which fills the rest).
+FIXED_WIDTHS = {
+    "namespace": 11,
+    "ready": 5,
+    "status": 14,
+    "restarts": 8,
+    "age": 4,
+    "node": 8,
+    "cpu": 9,
+    "pprof": 5,
+}
 
 
 class PodTable(DataTable[Text]):
@@ -43,7 +57,17 @@ class PodTable(DataTable[Text]):
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
-            self.add_column(label, key=key)
+            self.add_column(label, key=key, width=FIXED_WIDTHS.get(key))
+
+    def on_resize(self) -> None:
+        # The name takes what the fixed columns leave, so 100 columns need no
+        # horizontal scrolling; long names end in "…".
+        fixed = sum(FIXED_WIDTHS.values()) + 2 * self.cell_padding * len(COLUMNS)
+        column = self.columns.get(ColumnKey("name"))
+        if column is not None:
+            column.auto_width = False
+            column.width = max(16, self.size.width - fixed - 2)
+            self.refresh()
 
     @property
     def cursor_key(self) -> str | None:
