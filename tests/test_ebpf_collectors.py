@@ -216,3 +216,48 @@ def test_sample_count_matches_the_cpu_time_the_kernel_accounted(bcc, bins) -> No
     assert c1 - c0 > 0.5, "the busy target should have run"
     assert abs(sampled - (c1 - c0)) <= 0.3 * (c1 - c0), (sampled, c1 - c0)
     assert all(f["lost"] <= f["samples"] for f in frames)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("name", ["faultsvc", "faultsvc-stripped"])
+def test_faultsvc_cpu_fault_hottest_function_matches_go_pprof(bcc, go_bin, go_tool, tmp_path,
+                                                               name) -> None:
+    """The demo workload's CPU fault (engineer 3's faultsvc -mode cpu): the
+    eBPF hottest function equals pprof's top, with and without .symtab."""
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([str(go_bin / name), "-mode", "cpu", "-addr", "127.0.0.1:0",
+                             "-pprof-addr", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/debug/pprof/"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        d = Drive(bcc, proc.pid, ["cpu_stacks"], seconds=7, opts={"hz": 99})
+        d.wait_for("started")
+        prof = tmp_path / "cpu.pb.gz"
+        with urllib.request.urlopen(url + "profile?seconds=5", timeout=60) as r:
+            prof.write_bytes(r.read())
+        events = d.finish()
+    finally:
+        proc.kill()
+        proc.wait()
+    leaves = _leaf_counts(d.frames("cpu_stacks"))
+    ours = max(leaves, key=leaves.get)
+    top = _pprof_top(go_tool, prof)
+    allowed = {top[0][0]} | ({top[1][0]} if len(top) > 1 and top[0][1] - top[1][1] < 10 else set())
+    assert ours in allowed, (ours, sorted(leaves.items(), key=lambda kv: -kv[1])[:5], top)
+    assert ours == "main.hashPassword"
+    assert_nothing_left(events)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
 import subprocess
 import threading
 import time
@@ -26,7 +25,7 @@ class Drive:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         self.events: list[dict] = []
-        self._q: queue.Queue = queue.Queue()
+        self._done = False
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
 
@@ -35,24 +34,19 @@ class Drive:
         for line in self.proc.stdout:
             ev = json.loads(line)
             self.events.append(ev)
-            self._q.put(ev)
-        self._q.put(None)
+        self._done = True
 
     def wait_for(self, event: str, timeout: float = 120, count: int = 1) -> dict:
-        """Block until the ``count``-th event named ``event`` arrives."""
+        """Block until the ``count``-th event named ``event`` has arrived."""
         deadline = time.monotonic() + timeout
-        seen = sum(1 for e in self.events if e.get("event") == event)
-        while seen < count:
-            try:
-                ev = self._q.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                ev = None
-            if ev is None or time.monotonic() > deadline:
-                raise AssertionError(f"no {event!r} event; got {self.events}; "
+        while True:
+            hits = [e for e in list(self.events) if e.get("event") == event]
+            if len(hits) >= count:
+                return hits[count - 1]
+            if time.monotonic() > deadline or (self._done and len(hits) < count):
+                raise AssertionError(f"no {event!r} event #{count}; got {self.events}; "
                                      f"stderr: {self.stderr()}")
-            if ev.get("event") == event:
-                seen += 1
-        return [e for e in self.events if e.get("event") == event][count - 1]
+            time.sleep(0.05)
 
     def finish(self, timeout: float = 180) -> list[dict]:
         try:
