@@ -32,9 +32,24 @@ import tempfile
 import zipfile
 
 
+def _sweep():
+    # Copies left by an agent that was SIGKILLed (no finally ran): remove those
+    # whose agent pid is gone.
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        parts = name.split("-")
+        if name.startswith("go-k8s-debug-agent-") and len(parts) >= 6 and parts[4].isdigit():
+            if not os.path.exists("/proc/" + parts[4]):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
 def _main():
     here = os.path.abspath(sys.argv[0])
-    tmp = tempfile.mkdtemp(prefix="go-k8s-debug-agent-")
+    try:
+        _sweep()
+    except OSError:
+        pass
+    tmp = tempfile.mkdtemp(prefix="go-k8s-debug-agent-%d-" % os.getpid())
     try:
         with zipfile.ZipFile(here) as z:
             for name in z.namelist():

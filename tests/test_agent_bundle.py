@@ -35,7 +35,12 @@ def test_bundle_runs_from_an_empty_dir(bcc: str, tmp_path: Path) -> None:
     pyz = tmp_path / "agent.pyz"
     h = bundle.write_bundle(str(pyz))
     assert h == bundle.bundle_hash()
-    before = set(glob.glob(f"{tempfile.gettempdir()}/go-k8s-debug-agent-*"))
+    # A copy left by an agent that was SIGKILLed (its pid is gone) is swept.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(tempfile.gettempdir()) / f"go-k8s-debug-agent-{dead.pid}-stale0"
+    (stale / "bpf").mkdir(parents=True)
+    before = set(glob.glob(f"{tempfile.gettempdir()}/go-k8s-debug-agent-*")) - {str(stale)}
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         with agent(bcc, "--pid", str(sleeper.pid), "--interval", "0.3", cwd=tmp_path,
@@ -50,8 +55,10 @@ def test_bundle_runs_from_an_empty_dir(bcc: str, tmp_path: Path) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
-    # The unpacked copy is gone.
-    assert set(glob.glob(f"{tempfile.gettempdir()}/go-k8s-debug-agent-*")) == before
+    # The unpacked copy is gone, and so is the stale one.
+    assert not stale.exists()
+    after = set(glob.glob(f"{tempfile.gettempdir()}/go-k8s-debug-agent-*"))
+    assert not {d for d in after - before if f"-{a.proc.pid}-" in d}
 
 
 def test_agent_sources_parse_as_python_3_9_and_import_only_stdlib() -> None:

@@ -40,7 +40,7 @@ def commands(draw):
 
 
 @given(frames())
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_frame_round_trip(frame) -> None:
     line = schema.encode(frame)
     assert line.endswith("\n") and "\n" not in line[:-1]
@@ -50,12 +50,13 @@ def test_frame_round_trip(frame) -> None:
 
 
 @given(commands())
+@settings(deadline=None)
 def test_command_round_trip(cmd) -> None:
     assert schema.decode_command(schema.encode(cmd)) == cmd
 
 
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_garbage_raises_frame_error_only(data: bytes) -> None:
     for fn in (schema.decode_frame, schema.decode_command):
         try:
@@ -65,6 +66,7 @@ def test_garbage_raises_frame_error_only(data: bytes) -> None:
 
 
 @given(json_values)
+@settings(deadline=None)
 def test_any_json_raises_frame_error_only(value) -> None:
     line = json.dumps(value)
     for fn in (schema.decode_frame, schema.decode_command):
@@ -76,6 +78,7 @@ def test_any_json_raises_frame_error_only(value) -> None:
 
 
 @given(frames(), st.sampled_from(["v", "t", "kind"]))
+@settings(deadline=None)
 def test_a_frame_without_its_envelope_is_refused(frame, key) -> None:
     del frame[key]
     with pytest.raises(schema.FrameError):
@@ -97,6 +100,7 @@ stack_frames = st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8
 
 
 @given(st.lists(st.tuples(stack_frames, st.integers(1, 10**6)), max_size=30))
+@settings(deadline=None)
 def test_intern_expand_stacks(stacks) -> None:
     funcs, packed = schema.intern_stacks(stacks)
     assert len(funcs) == len(set(funcs))  # each name crosses the wire once
@@ -107,6 +111,7 @@ def test_intern_expand_stacks(stacks) -> None:
 
 
 @given(st.lists(st.text(max_size=5), max_size=3), json_values)
+@settings(deadline=None)
 def test_expand_bad_indices_raises_frame_error(funcs, stacks) -> None:
     frame = {"funcs": funcs, "stacks": stacks}
     try:
