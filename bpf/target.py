@@ -15,6 +15,7 @@ found and where the agent looked, and a hint.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import struct
@@ -461,10 +462,11 @@ def _build(pid: int, pod_uid: str | None, container_id: str | None) -> Target:
     try:
         exe_in = os.readlink(f"/proc/{pid}/exe")
     except OSError as e:
+        denied = e.errno in (errno.EACCES, errno.EPERM)
         raise TargetError(
-            "no_such_pid",
+            "permission" if denied else "no_such_pid",
             f"cannot read /proc/{pid}/exe: {e.strerror}",
-            "the agent must run as root on the node",
+            "the agent must run as root on the node" if denied else "the process exited",
         ) from None
     try:
         dirs = cg.cpu_dirs_for_pid(pid)

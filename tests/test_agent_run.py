@@ -409,3 +409,18 @@ def test_pprof_on_another_port_is_found(bcc: str, go_bin: Path) -> None:
                 _no_traceback(a)
         finally:
             stop_proc(app)
+
+
+def test_not_root_is_a_clear_fatal_frame(bcc: str) -> None:
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bcc,
+                     "-m", "bpf.agent"]
+        with agent(bcc, "--pid", str(p.pid), argv0=as_nobody) as a:
+            a.next("hello")
+            e = a.next("error")
+            assert e["code"] == "permission" and e["fatal"] is True and "root" in e["hint"]
+            assert a.wait() == 2
+            _no_traceback(a)
+    finally:
+        stop_proc(p)
