@@ -398,7 +398,8 @@ class NodeAgent:
                     ct.backoff_s = BACKOFF_START_S
                 ct.backoff_until = cur.finished_at + ct.backoff_s
                 ct.backoff_s = min(ct.backoff_s * 2, BACKOFF_MAX_S)
-                log.info("container %s/%s exited with code %d", track.name, ct.name, cur.exit_code)
+                log.info("container %s/%s %s exited with code %d (%s) %s", track.name, ct.name,
+                         cur.id[:12], cur.exit_code, cur.reason, cur.message)
             if not podstatus.should_restart(restart_policy, cur.exit_code):
                 ct.waiting = None
                 return
