@@ -480,6 +480,10 @@ class Sandbox:
         return {"version": version, "node_ready": ready, "pods": pods}
 
 
+# Command-line markers of the processes the sandbox starts (with the state dir in argv).
+_OUR_COMMANDS = (b"sandbox-control", b"sshd", b"demo.sandbox.node", b"shim.py")
+
+
 def _ancestors() -> set[int]:
     """This process and its ancestors (a `sudo ... down --state-dir D` is not a leftover)."""
     out, pid = set(), os.getpid()
@@ -624,9 +628,9 @@ def leftovers(state_root: Path, host: bool = True) -> list[str]:
             continue
         try:
             cmd = (p / "cmdline").read_bytes()
-            # Daemons, pod shims and containers started from the per-pod root all name
-            # the state dir; so would a user's `ssh -F STATE/ssh_config`, also worth a word.
-            if needle not in cmd:
+            # Only what the sandbox starts: a user's console or `ssh -F STATE/ssh_config`
+            # also names the state dir, but is theirs to end.
+            if needle not in cmd or not any(k in cmd for k in _OUR_COMMANDS):
                 continue
             if "\nState:\tZ" not in (p / "status").read_text():
                 shown = cmd.replace(b"\0", b" ").decode(errors="replace")[:120]
