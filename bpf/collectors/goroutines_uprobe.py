@@ -105,7 +105,7 @@ class GoroutinesUprobe(BccCollector):
             return None
         return parse_index_goroutines(body.decode("utf-8", "replace"))
 
-    def sync(self, tries: int = 5) -> bool:
+    def sync(self, tries: int = 5, settle_s: float = SETTLE_S) -> bool:
         """Take the baseline from the pprof index (see the module docstring)."""
         self._synced_at = time.monotonic()
         for _ in range(tries):
@@ -115,7 +115,7 @@ class GoroutinesUprobe(BccCollector):
                 if self.offset is None:
                     self.baseline = "none"
                 return False
-            deadline = time.monotonic() + SETTLE_S
+            deadline = time.monotonic() + settle_s
             while time.monotonic() < deadline:
                 if self.net() == n0:
                     self.offset = b - n0
@@ -131,7 +131,9 @@ class GoroutinesUprobe(BccCollector):
         if self.bpf is None:
             return []
         if time.monotonic() - self._synced_at > float(self.options.get("resync_s", RESYNC_S)):
-            self.sync()
+            # One short try: a poll must not stall the agent's other collectors;
+            # a busy moment keeps the previous baseline until the next resync.
+            self.sync(tries=1, settle_s=0.2)
         created, exited = self.counters()
         pc, pe = self._prev
         self._prev = (created, exited)
