@@ -283,12 +283,13 @@ def test_stdin_close_sigterm_and_commands(bcc: str) -> None:
             assert a.next("bye")["reason"] == "stdin closed"
             assert a.wait() == 0
             _no_traceback(a)
-        with agent(bcc, "--pid", str(p.pid)) as a:
-            a.next("collector", name="throttle", state="on")
-            a.proc.send_signal(signal.SIGTERM)
-            assert a.next("bye")["reason"] == "signal SIGTERM"
-            assert a.wait() == 0
-            _no_traceback(a)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            with agent(bcc, "--pid", str(p.pid)) as a:
+                a.next("collector", name="throttle", state="on")
+                a.proc.send_signal(sig)
+                assert a.next("bye")["reason"] == f"signal {sig.name}"
+                assert a.wait() == 0
+                _no_traceback(a)
     finally:
         stop_proc(p)
 

@@ -242,3 +242,22 @@ def test_resolve_from_inside_a_cgroup_namespace(root: None, bcc: str) -> None:
             assert t["cgroups"]["pod"] == str(pc.pod("cpu"))
         finally:
             stop_proc(target)
+
+
+def test_v2_cpu_stat_files(tmp_path: Path) -> None:
+    # This host binds the cpu controller to v1, so v2's throttling fields are
+    # checked on files written in the kernel's format (cgroup-v2.rst).
+    (tmp_path / "cpu.stat").write_text(
+        "usage_usec 5000\nuser_usec 4000\nsystem_usec 1000\nnr_periods 30\nnr_throttled 12\n"
+        "throttled_usec 700\nnr_bursts 0\nburst_usec 0\n")
+    (tmp_path / "cpu.max").write_text("20000 100000\n")
+    (tmp_path / "cpu.pressure").write_text(
+        "some avg10=12.50 avg60=3.00 avg300=1.00 total=123456\n"
+        "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    s = cg.read_cpu_stat(2, str(tmp_path))
+    got = (s.nr_periods, s.nr_throttled, s.throttled_ns, s.usage_ns)
+    assert got == (30, 12, 700_000, 5_000_000)
+    assert (s.quota_us, s.period_us) == (20000, 100000)
+    assert cg.read_cpu_pressure(str(tmp_path)) == (12.5, 123_456_000)
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cg.read_cpu_stat(2, str(tmp_path)).quota_us == -1
