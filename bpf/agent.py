@@ -561,7 +561,11 @@ class Agent:
                     cmd = self.commands.get(timeout=min(WAKE_S, next_tick - now))
                 except queue.Empty:
                     continue
-                self.handle(cmd)
+                try:
+                    self.handle(cmd)
+                except Exception as e:  # one odd command must not end the session
+                    self.error("bad_command", f"command {cmd.get('cmd')!r} failed: {e!r}",
+                               "report this as a bug")
                 continue
             if not self.check_target():
                 break
