@@ -217,3 +217,16 @@ def test_json_report_follows_the_documented_schema():
         assert f["severity"] in item["properties"]["severity"]["enum"]
     assert doc["status"] in schema["properties"]["status"]["enum"]
     assert doc["exit_code"] in schema["properties"]["exit_code"]["enum"]
+
+
+def test_malformed_numbers_are_rejected_at_feed_time():
+    eng = FindingsEngine()
+    good = throttle(3, throttled=0)
+    bad = [dict(good[0], container="not a dict"), dict(good[1], container={"nr_periods": "x"}),
+           goroutines([1])[0] | {"count": "many"}, gc(1, 1)[0] | {"cycles": None}]
+    for f in good + bad:
+        eng.feed(f)
+    assert eng.bad_frames == 4
+    findings = eng.evaluate(T0 + 3 * S)
+    assert all("rule failed" not in f.title for f in findings)
+    assert by_id(findings)["GKD001"].severity == "info"

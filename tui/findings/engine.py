@@ -224,6 +224,10 @@ def _short(stack: Stack, n: int = 4) -> str:
     return " → ".join(tail)
 
 
+_THROTTLE_KEYS = ("nr_periods", "nr_throttled", "throttled_ns", "usage_ns", "quota_us",
+                  "period_us")
+
+
 @functools.lru_cache(maxsize=16)
 def _decode_cached(data_b64: str) -> Profile:
     # The console re-evaluates its recent frames every refresh; decode each profile once.
@@ -261,16 +265,32 @@ class FindingsEngine:
         kind = fr.get("kind")
         t = int(fr["t"])
         self.last_t = max(self.last_t, t)
+        # Numbers are checked here, so a malformed frame is counted at feed time
+        # and never breaks evaluate().
         if kind == "throttle":
+            fr = dict(fr, interval_ns=int(fr.get("interval_ns") or 0))
+            for level in ("container", "pod"):
+                c = fr.get(level)
+                if c is None:
+                    continue
+                if not isinstance(c, dict):
+                    raise TypeError(f"throttle {level} is not an object")
+                fr[level] = {k: int(c[k]) for k in _THROTTLE_KEYS if c.get(k) is not None}
             self._w["throttle"].add(t, fr)
         elif kind == "goroutines":
-            self._w["goroutines"].add(t, fr)
+            self._w["goroutines"].add(t, dict(fr, count=int(fr["count"])))
         elif kind == "futex":
-            self._w["futex"].add(t, fr)
+            self._w["futex"].add(t, dict(fr, waits=int(fr["waits"]), wait_ns=int(fr["wait_ns"]),
+                                          interval_ns=int(fr.get("interval_ns") or 0)))
         elif kind == "cpu_stacks":
-            self._w["cpu"].add(t, (fr, expand_stacks(fr)))
+            fr = dict(fr, hz=int(fr.get("hz") or 0), interval_ns=int(fr.get("interval_ns") or 0))
+            self._w["cpu"].add(t, (fr, [(st, int(c)) for st, c in expand_stacks(fr)
+                                        if all(isinstance(x, str) for x in st)]))
         elif kind == "gc":
-            self._w["gc"].add(t, fr)
+            self._w["gc"].add(t, dict(
+                fr, cycles=int(fr["cycles"]), interval_ns=int(fr.get("interval_ns") or 0),
+                pause_ns=int(fr.get("pause_ns") or 0), cycle_ns=int(fr.get("cycle_ns") or 0),
+                heap_bytes=int(fr.get("heap_bytes") or 0)))
         elif kind == "profile":
             self._feed_profile(fr, t)
         elif kind == "collector":
@@ -314,15 +334,22 @@ class FindingsEngine:
         """Every rule's answer over the window ending at ``now_ns``, worst first."""
         now = int(now_ns if now_ns is not None else self.last_t)
         start = now - self.window_ns
-        out = [
-            self._throttling(start, now),
-            self._goroutine_leak(start, now),
-            self._lock_contention(start, now),
-            self._channel_waits(start, now),
-            self._gc_pressure(start, now),
-            self._cpu_hotspot(start, now),
-            self._syscall_heavy(start, now),
+        rules = [
+            ("GKD001-cpu-throttling", self._throttling),
+            ("GKD002-goroutine-leak", self._goroutine_leak),
+            ("GKD003-lock-contention", self._lock_contention),
+            ("GKD004-channel-waits", self._channel_waits),
+            ("GKD005-gc-pressure", self._gc_pressure),
+            ("GKD006-cpu-hotspot", self._cpu_hotspot),
+            ("GKD007-syscall-heavy", self._syscall_heavy),
         ]
+        out = []
+        for rid, rule in rules:
+            try:
+                out.append(rule(start, now))
+            except Exception as e:  # noqa: BLE001 - one rule's bug must not hide the others
+                out.append(Finding(rid, "not_measured", f"{rid}: the rule failed",
+                                   (f"{type(e).__name__}: {e}",), "", Related("findings")))
         if self.exit is not None:
             out.append(self._target_exited())
         return sort_findings([f for f in out if f is not None])
