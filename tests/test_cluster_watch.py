@@ -358,3 +358,25 @@ def test_use_context_relists_from_the_new_context(apiserver, tmp_path):
 
     with pytest.raises(ClusterError, match="no context named 'third'"):
         src.use_context("third")
+
+
+def test_restarting_the_watch_leaves_one_clean_stream(apiserver):
+    """The App restarts its watch with stop() then events(): the old stream must end
+    quietly and the new one must not see its connection cut."""
+    core = apiserver["admin"]
+    src = KubePodSource(apiserver["kubeconfig"])
+    old = Events(src, "watch-a")
+    old.wait(lambda e: e.type == "RESET", what="RESET")
+    src.stop()
+    new = Events(src, "watch-a")
+    try:
+        old.t.join(timeout=15)
+        assert not old.t.is_alive(), "the old events() kept running after stop()"
+        new.wait(lambda e: e.type == "RESET", what="RESET of the new stream")
+        time.sleep(2)
+        core.create_namespaced_pod("watch-a", make_pod("after-restart"))
+        _, seen = new.wait(lambda e: e.type == "ADDED" and e.pod.name == "after-restart",
+                           what="ADDED on the new stream")  # fmt: skip
+        assert not [e for e in seen if e.type == "STATUS"], [e.message for e in seen]
+    finally:
+        new.stop()

@@ -25,6 +25,14 @@ BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
 
 
+class _Stream:
+    """The state of one ``events()`` call."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.watch: Any = None
+
+
 class KubePodSource:
     """Pods of one kubeconfig context as a stream of ``PodEvent``.
 
@@ -49,9 +57,11 @@ class KubePodSource:
         self._loader = loader
         self._target = loader(kubeconfig, context)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._watch: Any = None
-        self._generation = 0  # bumped by use_context/stop so a running events() restarts/ends
+        # One entry per running events() call: the App restarts its watch (stop, then a
+        # new events()) while the old generator may still be blocked in a read, so each
+        # call has its own stop flag and watch, and stop() ends all current ones.
+        self._streams: set[_Stream] = set()
+        self._generation = 0  # bumped by use_context so a running events() re-lists
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
         self.watch_timeout = watch_timeout
@@ -85,7 +95,8 @@ class KubePodSource:
         with self._lock:
             self._target = target
             self._generation += 1
-            self._interrupt()
+            for st in self._streams:
+                self._interrupt(st)
 
     def core(self) -> Any:
         from kubernetes import client
@@ -95,13 +106,14 @@ class KubePodSource:
     # -------------------------------------------------- the stream
 
     def stop(self) -> None:
-        """End ``events()`` (from any thread)."""
-        self._stop.set()
+        """End every running ``events()`` (from any thread)."""
         with self._lock:
-            self._interrupt()
+            for st in self._streams:
+                st.stop.set()
+                self._interrupt(st)
 
-    def _interrupt(self) -> None:
-        w = self._watch
+    def _interrupt(self, st: _Stream) -> None:
+        w = st.watch
         if w is None:
             return
         w.stop()  # shuts the socket down, unblocking the reader
@@ -110,7 +122,7 @@ class KubePodSource:
             # when it starts): keep stopping until the events loop lets go of it.
             def repeat() -> None:
                 deadline = time.monotonic() + 10
-                while self._watch is w and time.monotonic() < deadline:
+                while st.watch is w and time.monotonic() < deadline:
                     w.stop()
                     time.sleep(0.05)
 
@@ -121,14 +133,26 @@ class KubePodSource:
 
         ``namespace=None`` means all namespaces. Runs until ``stop()``.
         """
+        st = _Stream()
+        with self._lock:
+            self._streams.add(st)
+        try:
+            yield from self._events(st, namespace, selector)
+        finally:
+            with self._lock:
+                self._streams.discard(st)
+                st.watch = None
+
+    def _events(
+        self, st: _Stream, namespace: str | None, selector: str | None
+    ) -> Iterator[PodEvent]:
         from kubernetes import watch
         from kubernetes.client.rest import ApiException
 
-        self._stop.clear()
         backoff = self.backoff_start
         need_list = True
         troubled = False
-        while not self._stop.is_set():
+        while not st.stop.is_set():
             generation = self._generation
             api = self.core()
             kwargs: dict[str, Any] = {}
@@ -154,10 +178,10 @@ class KubePodSource:
                     troubled = False
                 w = watch.Watch()
                 with self._lock:
-                    if generation != self._generation or self._stop.is_set():
+                    if generation != self._generation or st.stop.is_set():
                         need_list = True
                         continue
-                    self._watch = w
+                    st.watch = w
                 got_event = False
                 for ev in w.stream(
                     fn,
@@ -180,7 +204,7 @@ class KubePodSource:
                     backoff = self.backoff_start
                     yield PodEvent(typ, pod=pod_info(obj))
                 with self._lock:
-                    self._watch = None
+                    st.watch = None
                 if generation != self._generation:
                     need_list = True  # context switched: start over on the new cluster
                     backoff = self.backoff_start
@@ -188,8 +212,8 @@ class KubePodSource:
                     backoff = self.backoff_start
             except ApiException as e:
                 with self._lock:
-                    self._watch = None
-                if self._stop.is_set():
+                    st.watch = None
+                if st.stop.is_set():
                     break
                 if e.status == 410:
                     # Our resourceVersion was compacted away: the only correct
@@ -201,25 +225,25 @@ class KubePodSource:
                     continue
                 troubled = True
                 yield PodEvent("STATUS", message=self._retry_message(e, backoff, need_list))
-                if self._stop.wait(backoff):
+                if st.stop.wait(backoff):
                     break
                 backoff = min(backoff * 2, self.backoff_max)
             except ClusterError as e:
                 yield PodEvent("STATUS", message=str(e))
-                if self._stop.wait(backoff):
+                if st.stop.wait(backoff):
                     break
                 backoff = min(backoff * 2, self.backoff_max)
             except Exception as e:  # noqa: BLE001 - urllib3/socket/ssl errors: all mean "link down"
                 with self._lock:
-                    self._watch = None
-                if self._stop.is_set():
+                    st.watch = None
+                if st.stop.is_set():
                     break
                 if generation != self._generation:
                     need_list = True
                     continue
                 troubled = True
                 yield PodEvent("STATUS", message=self._retry_message(e, backoff, need_list))
-                if self._stop.wait(backoff):
+                if st.stop.wait(backoff):
                     break
                 backoff = min(backoff * 2, self.backoff_max)
 
