@@ -147,3 +147,22 @@ def test_cpu_profile_from_ebpf_frames_scales_and_windows():
     assert p.total("samples") == 147
     assert p.duration_ns == 3_000_000_000 and p.time_ns == 9_000_000_000
     assert p.period == round(1e9 / 49)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(hst.binary(max_size=400))
+def test_arbitrary_bytes_decode_or_raise_profile_error(data):
+    for blob in (data, gzip.compress(data)):
+        try:
+            p = Profile.from_bytes(blob)
+        except ProfileError:
+            continue
+        # whatever decodes must be usable without other exceptions
+        for i in range(len(p.sample_types)):
+            p.stacks(i)
+            p.folded(i)
+            p.top(i)
