@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from textual import work
 from textual.app import App
@@ -68,7 +68,8 @@ class GoDebugApp(App[None]):
         namespace: namespace to list; None lists all namespaces.
         selector: label selector for the pod list.
         initial_pod: ``NAME`` or ``NAMESPACE/NAME`` to attach to as soon as it is listed.
-        record: a file path or open text file; every frame is written to it as JSONL.
+        record: a file path: every frame of each attached session is written to it
+            (``tui.record.Recorder``; a second session goes to ``NAME-2`` and so on).
         findings_engine: evaluates frames into findings; by default a new
             ``tui.findings.FindingsEngine`` per session.
         profile_decoder: turns cpu profile frames into stacks (pprof-only mode).
@@ -92,7 +93,7 @@ class GoDebugApp(App[None]):
         namespace: str | None = None,
         selector: str | None = None,
         initial_pod: str | None = None,
-        record: str | Path | IO[str] | None = None,
+        record: str | Path | None = None,
         findings_engine: FindingsEngine | None = None,
         profile_decoder: ProfileDecoder | None = None,
         refresh_interval: float = 1.0,
@@ -110,21 +111,14 @@ class GoDebugApp(App[None]):
             "tui.profiles.pprof", "cpu_profile_stacks"
         )
         self.refresh_interval = refresh_interval
-        self._record_arg = record
-        self._record: IO[str] | None = None
+        self.record_path = Path(record) if record is not None else None
+        self.recordings_made: list[Path] = []
+        self.replay: Any = None  # a replay's session factory (pause/seek keys), if any
         self.register_theme(HIGH_CONTRAST)
         self.theme = HIGH_CONTRAST.name if high_contrast else DEFAULT_THEME
 
     def on_mount(self) -> None:
-        if isinstance(self._record_arg, (str, Path)):
-            self._record = open(self._record_arg, "a", encoding="utf-8")  # noqa: SIM115
-        elif self._record_arg is not None:
-            self._record = self._record_arg
         self.push_screen(PodBrowserScreen(self.namespace, self.selector))
-
-    def on_unmount(self) -> None:
-        if self._record is not None and isinstance(self._record_arg, (str, Path)):
-            self._record.close()
 
     @property
     def pods_screen(self) -> PodBrowserScreen | None:
@@ -178,7 +172,24 @@ class GoDebugApp(App[None]):
             "info",
             f"attaching to {info.pod.namespace}/{info.pod.name} via {info.transport}",
         )
-        self.push_screen(AttachedScreen(session, model, self.refresh_interval, self._record))
+        self.push_screen(
+            AttachedScreen(session, model, self.refresh_interval, self._recorder_for(session))
+        )
+
+    def _recorder_for(self, session: Any) -> Any:
+        """A recorder for this session when ``--record`` was given (``tui.record``)."""
+        if self.record_path is None:
+            return None
+        recorder_class = _optional("tui.record", "Recorder")
+        if recorder_class is None:
+            self.notify("recording is not available in this install", severity="warning")
+            return None
+        path = self.record_path
+        if self.recordings_made:
+            path = path.with_name(f"{path.stem}-{len(self.recordings_made) + 1}{path.suffix}")
+        self.recordings_made.append(path)
+        self.notify(f"recording to {path}", markup=False, timeout=4)
+        return recorder_class(path, session.info)
 
     def detach(self) -> None:
         """Leave the attached screen; its session is closed when it unmounts."""

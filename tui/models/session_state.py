@@ -260,6 +260,10 @@ class SessionModel:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._clear()
+
+    def _clear(self) -> None:
+        """Start from nothing (on creation, and when a replay jumps back)."""
         self.calltree = CallTreeModel()
         self.goroutines = TimeSeries(horizon=600)
         self.gc_rate = TimeSeries(horizon=120)
@@ -343,6 +347,14 @@ class SessionModel:
         elif self._link.state in ("connecting", "reconnecting") and kind != "log":
             self._link.state = "live"
             self._link.detail = ""
+        if kind == "log" and f.get("replay") == "reset":
+            # A replay jumped back in time: what was folded in is from the future now.
+            engine = self.findings_engine
+            self._clear()
+            if self._incremental:
+                self.findings_engine = type(engine)()
+            self._frames = 1
+            self._last_t = t
         handler = getattr(self, "_on_" + kind, None)
         if handler is not None:
             handler(t, f)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import IO, Any
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -24,7 +24,8 @@ from textual.worker import get_current_worker
 
 from bpf import schema
 from tui.models.calltree import WINDOWS
-from tui.models.session_state import SessionModel, SessionSnapshot
+from tui.models.session_state import Header, SessionModel, SessionSnapshot
+from tui.models.text import clean
 from tui.sources.base import Session
 from tui.widgets.call_tree import CallTreeWidget
 from tui.widgets.findings_list import FindingsPane
@@ -40,6 +41,36 @@ class SnapshotReady(Message):
     def __init__(self, snapshot: SessionSnapshot) -> None:
         super().__init__()
         self.snapshot = snapshot
+
+
+# The session's link states (tui.session.LinkHealth) in the header's words.
+_LINK_WORDS = {"attached": "live", "following": "following restart"}
+
+
+def with_link_health(header: Header, session: Session) -> Header:
+    """Fold what the session knows about its link into the header.
+
+    Sessions with ``health()`` (``tui.session.AgentSession``) report state,
+    transport description and bad lines; others may count ``unparsed`` lines.
+    """
+    health = getattr(session, "health", None)
+    if not callable(health):
+        extra = getattr(session, "unparsed", 0) or 0
+        return replace(header, unparsed=header.unparsed + extra) if extra else header
+    try:
+        h = health()
+    except Exception:  # noqa: BLE001 - the header must render whatever the link does
+        return header
+    changes: dict[str, Any] = {"unparsed": header.unparsed + int(getattr(h, "bad_lines", 0))}
+    description = getattr(h, "description", "")
+    if description:
+        changes["transport"] = clean(description, 60)
+    state = str(getattr(h, "state", ""))
+    # While attached, the model's own view (live, or stale when frames stop) is better.
+    if state and state != "attached" and header.link != "ended":
+        changes["link"] = _LINK_WORDS.get(state, clean(state, 20))
+        changes["link_detail"] = clean(getattr(h, "last_error", ""), 120)
+    return replace(header, **changes)
 
 
 class FramesEnded(Message):
@@ -81,6 +112,10 @@ class AttachedScreen(Screen[None]):
         Binding("question_mark", "app.help", "help"),
         Binding("T", "app.toggle_contrast", "contrast", show=False),
         Binding("q", "app.quit", "quit"),
+        # Only on a replay (``go-k8s-debug replay``): pause and seek.
+        Binding("p", "replay_pause", "pause"),
+        Binding("left_square_bracket", "replay_seek(-10)", "-10 s"),
+        Binding("right_square_bracket", "replay_seek(10)", "+10 s"),
     ]
 
     snapshot: reactive[SessionSnapshot | None] = reactive(None, always_update=True, init=False)
@@ -91,7 +126,7 @@ class AttachedScreen(Screen[None]):
         session: Session,
         model: SessionModel,
         refresh_interval: float = 1.0,
-        record: IO[str] | None = None,
+        record: Any = None,
     ) -> None:
         super().__init__()
         self.session = session
@@ -128,7 +163,13 @@ class AttachedScreen(Screen[None]):
         self._detaching.set()
         if self._refresh_timer is not None:
             self._refresh_timer.stop()
+        # A session may take seconds to detach the agent: never on the UI thread.
+        threading.Thread(target=self._close_session, name="session-close", daemon=True).start()
+
+    def _close_session(self) -> None:
         self.session.close()
+        if self.record is not None:
+            self.record.close()
 
     # ---- data ----------------------------------------------------------------
 
@@ -143,7 +184,7 @@ class AttachedScreen(Screen[None]):
                     return
                 self.model.add(frame)
                 if self.record is not None:
-                    self.record.write(schema.encode(dict(frame)))
+                    self.record.write(dict(frame))
         except Exception as e:  # noqa: BLE001 - shown in the header and log, never a crash
             reason = f"the link failed: {e}"
         self.model.end(reason)
@@ -168,9 +209,7 @@ class AttachedScreen(Screen[None]):
             self.model.evaluate_findings()
         self._frames_at_refresh = frames
         snap = self.model.snapshot(now)
-        extra = getattr(self.session, "unparsed", 0)
-        if extra:
-            snap = replace(snap, header=replace(snap.header, unparsed=snap.header.unparsed + extra))
+        snap = replace(snap, header=with_link_health(snap.header, self.session))
         self.post_message(SnapshotReady(snap))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
@@ -199,6 +238,33 @@ class AttachedScreen(Screen[None]):
             self.query_one(LogPane).show(snap)
 
     # ---- keys ----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action.startswith("replay_"):
+            return self._replay_session() is not None
+        return True
+
+    def _replay_session(self) -> Any:
+        replay = getattr(self.app, "replay", None)
+        session = getattr(replay, "current", None)
+        return session if session is self.session and hasattr(session, "seek_by") else None
+
+    def action_replay_pause(self) -> None:
+        session = self._replay_session()
+        if session is not None:
+            paused = session.toggle_pause()
+            self.model.note(
+                self.app.clock.now(),
+                "info",
+                "replay paused (p to go on)" if paused else "replay resumed",
+            )
+            self.refresh_soon()
+
+    def action_replay_seek(self, seconds: float) -> None:
+        session = self._replay_session()
+        if session is not None:
+            session.seek_by(float(seconds))
+            self.refresh_soon()
 
     def action_detach(self) -> None:
         self.app.detach()
