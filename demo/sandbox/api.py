@@ -148,7 +148,10 @@ class Sandbox:
                 "the sandbox needs root (network namespaces, cgroups, sshd on port 22): "
                 "run it with sudo or as root"
             )
-        if self.is_up():
+        dead = [d.name for d in procs.load(self.lay.pids) if not d.alive()]
+        if self.is_up() and dead:
+            self._progress(f"sandbox processes died ({', '.join(dead)}): starting afresh")
+        elif self.is_up():
             have = len(self.nodes)
             if have != nodes:
                 raise SandboxError(
