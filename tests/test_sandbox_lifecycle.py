@@ -74,3 +74,16 @@ def test_down_leaves_nothing_and_up_comes_back(sandbox) -> None:
     print(f"warm sandbox up (2 nodes, demo): {t['total']:.1f} s; phases: "
           + ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total"))
     assert t["total"] < 120
+
+
+def test_up_restarts_a_sandbox_whose_daemon_died(sandbox) -> None:
+    import signal
+
+    dead = next(d for d in procs.load(sandbox.state_dir / "pids") if d.name == "sshd-node-2")
+    os.kill(dead.pid, signal.SIGKILL)
+    sandbox.up(nodes=2, demo=True)
+    now = {d.name: d for d in procs.load(sandbox.state_dir / "pids")}
+    assert now["sshd-node-2"].alive() and now["sshd-node-2"].pid != dead.pid
+    r = subprocess.run(["ssh", "-F", str(sandbox.ssh_config), "node-2", "true"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
