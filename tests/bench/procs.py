@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -29,6 +30,11 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 class BenchError(RuntimeError):
     """A benchmark cannot run here; the message says what is missing and how to fix it."""
+
+
+def log(msg: str) -> None:
+    """Progress for the person running `make bench` (stderr; stdout gets the tables)."""
+    print(msg, file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
