@@ -296,7 +296,7 @@ def test_restarted_node_runtime_adopts_running_containers(core, ns, sandbox) -> 
     os.kill(daemon.pid, signal.SIGKILL)
     _wait(lambda: not daemon.alive(), 10, "the node runtime to die")
     assert Path(f"/proc/{pid}").exists(), "containers must survive their runtime's death"
-    start_node("node-2", "10.88.2.1")
+    start_node("node-2", "10.88.2.1", time.monotonic() + 60)
     # A new pod proves the restarted runtime works; the old one must be unchanged.
     _create(core, ns, _pod("after", "sandbox.local/busybox", node="node-2", command=HTTPD))
     _running(core, ns, "after")

@@ -98,6 +98,7 @@ class NodeAgent:
         self._last_heartbeat = 0.0
         self._threads: list[threading.Thread] = []
         self._transitions: dict[str, tuple[str, str]] = {}  # node condition -> (status, since)
+        self._finalized: set[str] = set()  # pods whose deletion this node completed
 
     # -- node object -------------------------------------------------------------
 
@@ -333,6 +334,8 @@ class NodeAgent:
         uid = meta["uid"]
         track = self.tracks.get(uid)
         if meta.get("deletionTimestamp"):
+            if uid in self._finalized:
+                return  # done; the API has not sent the DELETED event yet
             if track is None or not track.terminating:
                 if track is None:
                     track = self.tracks[uid] = PodTrack(uid, meta["namespace"], meta["name"])
@@ -388,7 +391,7 @@ class NodeAgent:
             else:
                 ct.current = info
         cur = ct.current
-        if cur is not None and cur.state == "running":
+        if cur is not None and cur.state in ("created", "running"):
             ct.waiting = None
             return
         if cur is not None and cur.state == "exited":
@@ -398,8 +401,15 @@ class NodeAgent:
                     ct.backoff_s = BACKOFF_START_S
                 ct.backoff_until = cur.finished_at + ct.backoff_s
                 ct.backoff_s = min(ct.backoff_s * 2, BACKOFF_MAX_S)
-                log.info("container %s/%s %s exited with code %d (%s) %s", track.name, ct.name,
-                         cur.id[:12], cur.exit_code, cur.reason, cur.message)
+                log.info(
+                    "container %s/%s %s exited with code %d (%s) %s",
+                    track.name,
+                    ct.name,
+                    cur.id[:12],
+                    cur.exit_code,
+                    cur.reason,
+                    cur.message,
+                )
             if not podstatus.should_restart(restart_policy, cur.exit_code):
                 ct.waiting = None
                 return
@@ -479,7 +489,7 @@ class NodeAgent:
             cs["state"] = {"waiting": {"reason": ct.waiting[0], "message": ct.waiting[1]}}
             if cur is not None and cur.state == "exited":
                 cs["lastState"] = {"terminated": _terminated(cur)}
-        elif cur is None:
+        elif cur is None or cur.state == "created":
             cs["state"] = {"waiting": {"reason": "ContainerCreating"}}
         elif cur.state == "running":
             cs["state"] = {"running": {"startedAt": podstatus.rfc3339(cur.started_at)}}
@@ -534,7 +544,7 @@ class NodeAgent:
         track = self.tracks.get(uid)
         if track:
             for ct in track.containers.values():
-                if ct.current is not None and ct.current.state == "running":
+                if ct.current is not None and ct.current.state != "exited":
                     self.runtime.stop_container(uid, ct.current.id, grace)
         self.runtime.remove_pod_sandbox(uid)
 
@@ -566,6 +576,7 @@ class NodeAgent:
         except Exception:
             log.exception("deleting pod %s/%s failed", meta["namespace"], meta["name"])
         finally:
+            self._finalized.add(meta["uid"])
             self.tracks.pop(meta["uid"], None)
 
     # -- main loop ---------------------------------------------------------------

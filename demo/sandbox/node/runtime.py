@@ -73,7 +73,7 @@ class ContainerInfo:
     image: str
     image_id: str
     attempt: int
-    state: str  # "running" | "exited"
+    state: str  # "created" (shim still setting up) | "running" | "exited"
     pid: int = 0
     started_at: float = 0.0
     finished_at: float = 0.0
@@ -95,7 +95,29 @@ class PodRuntime(Protocol):
         """The container's current state, or None if the runtime has no such container."""
 
     def stop_container(self, pod_uid: str, container_id: str, grace: float) -> None:
-        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
+        info = self.container_status(pod_uid, container_id)
+        # A container still being set up has no workload PID yet: let the shim finish
+        # (or fail), so that nothing it starts afterwards escapes the kill below.
+        deadline = time.monotonic() + 15
+        while info is not None and info.state == "created" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            info = self.container_status(pod_uid, container_id)
+        if info is None or info.state == "exited":
+            return
+        self._kill(info, signal.SIGTERM)
+        deadline = time.monotonic() + max(0.0, grace)
+        while time.monotonic() < deadline:
+            info = self.container_status(pod_uid, container_id)
+            if info is None or info.state == "exited":
+                return
+            time.sleep(0.05)
+        self._kill(info, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            info = self.container_status(pod_uid, container_id)
+            if info is None or info.state == "exited":
+                return
+            time.sleep(0.02)
 
     def remove_container(self, pod_uid: str, container_id: str) -> None:
         """Delete a stopped container's cgroup and records."""
@@ -188,8 +210,8 @@ class SandboxRuntime:
     def remove_pod_sandbox(self, pod_uid: str) -> None:
         meta = self.pod_meta(pod_uid) or {}
         for info in self.list_containers(pod_uid):
-            if info.state == "running":
-                self._kill(info, signal.SIGKILL)
+            if info.state != "exited":
+                self.stop_container(pod_uid, info.id, grace=0)
         qos = meta.get("qos")
         for q in [qos] if qos else ["Guaranteed", "Burstable", "BestEffort"]:
             cgroups.remove_pod(pod_uid, q)
@@ -251,7 +273,9 @@ class SandboxRuntime:
         _write_json(cdir / "record.json", record)
         with open(cdir / "shim.log", "ab") as log:
             shim = subprocess.Popen(
-                [sys.executable, str(SHIM), str(cdir / "spec.json")],
+                # -I -S: the shim needs only the standard library, and skipping site
+                # start-up keeps container starts fast on a loaded machine.
+                [sys.executable, "-I", "-S", str(SHIM), str(cdir / "spec.json")],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -261,6 +285,10 @@ class SandboxRuntime:
             )
         self._shims[cid] = shim
         record["shimPID"] = shim.pid
+        record["shimStart"] = proc_start_ticks(shim.pid)
+        _write_json(cdir / "record.json", record)
+        # Usually a few ms; if the machine is slow the container is reported as
+        # "created" and picked up as running by a later container_status().
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             started = _read_json(cdir / "started")
@@ -295,7 +323,13 @@ class SandboxRuntime:
         )
         ex = _read_json(cdir / "exit")
         self._reap(container_id)
+        if info.pid and "pidStart" not in rec:
+            rec["pidStart"] = proc_start_ticks(info.pid)
+            _write_json(cdir / "record.json", rec)
         if ex is None and info.pid and _alive(info.pid, rec.get("pidStart")):
+            return info
+        if ex is None and not info.pid and _alive(rec.get("shimPID", 0), rec.get("shimStart")):
+            info.state = "created"
             return info
         if ex is None:
             # Shim and container are gone without an exit record (e.g. killed together).
