@@ -240,3 +240,54 @@ async def test_high_contrast_theme_toggles():
         assert app.theme == "godebug-high-contrast"
         await pilot.press("T")
         assert app.theme == "textual-dark"
+
+
+async def test_record_writes_a_recording_that_reads_back(tmp_path):
+    from tui.record import read_recording
+
+    path = tmp_path / "incident.rec.gz"
+    app = make_app("leak", record=path)
+    async with app.run_test(size=(120, 35)) as pilot:
+        await attached(pilot, app, "leak")
+        await pilot.press("escape")  # detaching closes the recording
+        await wait_for(pilot, lambda: not isinstance(app.screen, AttachedScreen))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            rec = read_recording(path)
+            if len(rec.frames) == FRAMES["leak"]:
+                break
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, "recording not complete"
+        time.sleep(0.1)
+    assert rec.pod.name == "leak-7d9f8"
+    assert rec.frames[0]["kind"] == "hello"
+
+
+class _Health:
+    def __init__(self, state, bad=0, error=""):
+        self.state, self.bad_lines, self.last_error = state, bad, error
+        self.description = "ssh 10.88.0.2 (node-1)"
+
+
+class _SessionWithHealth:
+    def __init__(self, health):
+        self._h = health
+
+    def health(self):
+        return self._h
+
+
+def test_link_health_goes_into_the_header():
+    from tui.models.session_state import SessionModel
+    from tui.screens.attached import with_link_health
+
+    m = SessionModel(pod="p", transport="ssh")
+    m.add(schema.make_frame("goroutines", t=10**9, count=3, source="pprof_index"))
+    header = m.snapshot(1.5).header
+    h = with_link_health(header, _SessionWithHealth(_Health("reconnecting", 2, "timed out")))
+    assert (h.link, h.link_detail, h.unparsed) == ("reconnecting", "timed out", 2)
+    assert h.transport == "ssh 10.88.0.2 (node-1)"
+    # Attached: the model's own live/stale view stands.
+    assert with_link_health(header, _SessionWithHealth(_Health("attached"))).link == "live"

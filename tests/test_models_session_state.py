@@ -116,3 +116,15 @@ def test_helpers():
     assert quota_text(-1, 100000) == ("no limit", False)
     assert quota_text(50000, 100000)[0] == "0.50 CPU (50 ms per 100 ms)"
     assert hist_label(0) == "≥1 µs" and hist_label(11) == "≥2.0 ms"
+
+
+def test_replay_jump_back_resets_everything():
+    m, end = model_of("leak")
+    assert m.snapshot(end).goroutines.count > 150
+    m.add(schema.make_frame("log", t=int((end - 80) * 1e9), level="info",
+                            msg="replay: jumped back", replay="reset"))
+    m.add(schema.make_frame("goroutines", t=int((end - 79) * 1e9), count=20, source="pprof_index"))
+    s = m.snapshot(end - 79)
+    assert s.goroutines.count == 20 and s.goroutines.peak == 20
+    assert s.calltree.total == 0
+    assert s.log[-1].text == "replay: jumped back"
