@@ -230,3 +230,17 @@ def test_malformed_numbers_are_rejected_at_feed_time():
     findings = eng.evaluate(T0 + 3 * S)
     assert all("rule failed" not in f.title for f in findings)
     assert by_id(findings)["GKD001"].severity == "info"
+
+
+def test_specific_problem_goes_before_throttling_but_a_hotspot_does_not():
+    st = APP + ("main.consumer", "runtime.chanrecv1")
+    frames = throttle(30, throttled=9) + [
+        profile("block", T0 + 30 * S, MUTEX_TYPES, [(st, [900, 30 * S])], seconds=30)]
+    findings = run(frames)
+    assert findings[0].rule_id == "GKD004-channel-waits"
+    assert findings[0].severity == "critical"  # raised to the throttling's severity
+    assert findings[1].rule_id == "GKD001-cpu-throttling"
+    assert "CPU-throttled" in findings[0].evidence[-1]
+    hot = run(throttle(30, throttled=9) + cpu(30, [(APP + ("main.fib",), 45)]))
+    assert hot[0].rule_id == "GKD001-cpu-throttling"
+    assert hot[1].rule_id == "GKD006-cpu-hotspot"

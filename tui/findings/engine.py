@@ -35,6 +35,10 @@ internal/runtime/syscall; futex wait rate | warning >= 30 % of samples at >= 0.0
 or >= 20000 futex waits/s |
 | GKD008-target-exited | a ``target_exit`` frame | critical |
 
+When GKD001 fires together with GKD002/3/4/5/7, those (more specific) findings
+are raised to at least GKD001's severity and ordered before it; a CPU hot spot
+(GKD006) is not: it is the throttling's explanation, listed in its evidence.
+
 Data sources per rule, for "not measured": GKD001 throttle; GKD002
 goroutines; GKD003 mutex or block profile (a profile that is empty because
 the app never called ``runtime.SetMutexProfileFraction`` /
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 from collections import deque
 from collections.abc import Iterable
@@ -352,7 +357,7 @@ class FindingsEngine:
                                    (f"{type(e).__name__}: {e}",), "", Related("findings")))
         if self.exit is not None:
             out.append(self._target_exited())
-        return sort_findings([f for f in out if f is not None])
+        return sort_findings(_specific_before_throttling([f for f in out if f is not None]))
 
     # --- helpers ------------------------------------------------------------------
 
@@ -920,6 +925,28 @@ class FindingsEngine:
                        (f"{what} at {fmt_clock(t)} UTC",),
                        "Check the container's logs and restart count; the agent re-attaches "
                        "when the container restarts.", Related("findings"), 1.0, (t, t))
+
+
+# Findings that name a more specific problem than "the quota is exhausted". When
+# one of them fires while the pod is throttled, it is the headline; a plain CPU
+# hot spot is not on the list: it is the throttling's own explanation.
+SPECIFIC_RULES = ("GKD002", "GKD003", "GKD004", "GKD005", "GKD007")
+
+
+def _specific_before_throttling(findings: list[Finding]) -> list[Finding]:
+    thr = next((f for f in findings if f.rule_id.startswith("GKD001") and f.is_problem), None)
+    if thr is None:
+        return findings
+    out = []
+    for f in findings:
+        if f.is_problem and f.rule_id.startswith(SPECIFIC_RULES):
+            sev = f.severity if f.rank[0] >= thr.rank[0] else thr.severity
+            f = dataclasses.replace(
+                f, severity=sev, score=max(f.score, thr.score + 0.01),
+                evidence=f.evidence + (f"The pod is also CPU-throttled ({thr.title}); this is "
+                                       "the more specific problem, look at it first.",))
+        out.append(f)
+    return out
 
 
 def evaluate_frames(frames: Iterable[dict[str, Any]], now_ns: int | None = None,
