@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,10 @@ def test_up_restarts_a_sandbox_whose_daemon_died(sandbox) -> None:
 
     dead = next(d for d in procs.load(sandbox.state_dir / "pids") if d.name == "sshd-node-2")
     os.kill(dead.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while dead.alive() and time.monotonic() < deadline:  # the kill is asynchronous
+        time.sleep(0.05)
+    assert not dead.alive()
     sandbox.up(nodes=2, demo=True)
     now = {d.name: d for d in procs.load(sandbox.state_dir / "pids")}
     assert now["sshd-node-2"].alive() and now["sshd-node-2"].pid != dead.pid
