@@ -29,7 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", choices=("text", "json", "markdown"),
                    help="print the findings of the whole recording instead of opening the UI")
     p.add_argument("--export", metavar="DIR", help="with --report: also write an export bundle")
-    p.add_argument("--theme", help="colour theme")
     return p
 
 
