@@ -159,6 +159,24 @@ def default_collectors(quick: bool = False) -> Section:
     )
 
 
+def futex_only(quick: bool = False) -> Section:
+    """Defaults plus the futex-wait collector (syscall tracepoints)."""
+    return _section(
+        "overhead_futex", "Overhead on the target: defaults + futex waits",
+        "state the loss and the per-hit cost.",
+        ["futex"], rounds=2 if quick else 6, window=2 if quick else 5,
+    )
+
+
+def uprobe_only(quick: bool = False) -> Section:
+    """Defaults plus the exact goroutine counter (uprobes on runtime.newproc1/goexit1)."""
+    return _section(
+        "overhead_uprobe", "Overhead on the target: defaults + uprobe goroutine counter",
+        "state the loss and the per-hit cost (a uprobe hit on Go code is single-stepped).",
+        ["goroutines_uprobe"], rounds=2 if quick else 6, window=2 if quick else 5,
+    )
+
+
 def futex_and_uprobes(quick: bool = False) -> Section:
     """Throughput loss with futex waits and the uprobe goroutine counter also on."""
     return _section(

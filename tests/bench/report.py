@@ -20,10 +20,15 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 HEADER = """# Benchmarks
 
 Measured by `make bench` (`python -m tests.bench.run [NAME ...]`, as root), which rewrites the
-section of each benchmark it runs. Every comparison alternates its conditions within one run
-(ABBA order), so drift on the machine falls on both sides; ratios are medians over the rounds.
-The machine is a shared 2-core VM: read differences under a few percent as noise unless the
-rounds agree (min and max ratios are given).
+section of each benchmark it runs and keeps the others. Every comparison is made within one run:
+the overhead benchmarks load two identical services at the same time and attach the agent to
+each in turn (so whatever else the machine does hits both alike), with agent-free control
+windows beside them as the noise floor; the side-by-side benchmark rotates the tools. Ratios are
+medians over the rounds, with min and max.
+
+The machine these numbers come from is a shared 2-core VM that was heavily loaded by other work
+while they were taken (the load average is in each section): absolute requests/s and start-up
+times are pessimistic, and an effect smaller than the control row's spread is not resolved.
 
 """
 
@@ -112,6 +117,9 @@ def render(section: Section, started: float, command: str, machine_line: str) ->
 def write(sections: dict[str, str], doc: Path = DOC) -> None:
     """Replace (or append) each named section in the benchmarks document."""
     text = doc.read_text() if doc.exists() else HEADER
+    # The header is the harness's own text: refresh it, keep the sections.
+    first = text.find("<!-- bench:")
+    text = HEADER + (text[first:] if first >= 0 else "")
     for name, body in sections.items():
         pattern = re.compile(
             rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n?", re.S

@@ -24,6 +24,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], report.Section]]] = {
         "Overhead on the target: defaults + futex waits + uprobe goroutines",
         overhead.futex_and_uprobes,
     ),
+    "overhead_futex": ("Overhead on the target: defaults + futex waits", overhead.futex_only),
+    "overhead_uprobe": (
+        "Overhead on the target: defaults + uprobe goroutine counter", overhead.uprobe_only
+    ),
     "agent_cost": ("Agent cost: CPU and memory while attached", agent_cost.cost),
     "first_frame": ("Time to first frame", agent_cost.first_frame),
     "side_by_side": ("CPU sampling side by side: agent, bcc profile, bpftrace", side_by_side.run),
