@@ -50,11 +50,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any
 
 SCHEMA_VERSION = 1
 
-FRAME_FIELDS: Dict[str, Tuple[str, ...]] = {
+FRAME_FIELDS: dict[str, tuple[str, ...]] = {
     "hello": ("agent", "host", "kernel", "target", "collectors", "clock_offset_ns"),
     "collector": ("name", "state", "reason"),
     "log": ("level", "msg"),
@@ -70,7 +71,7 @@ FRAME_FIELDS: Dict[str, Tuple[str, ...]] = {
 }
 FRAME_KINDS = tuple(FRAME_FIELDS)
 
-COMMAND_FIELDS: Dict[str, Tuple[str, ...]] = {
+COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "enable": ("collector",),
     "disable": ("collector",),
     "set": (),
@@ -95,51 +96,52 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-def make_frame(kind: str, t: Optional[int] = None, **fields: Any) -> Dict[str, Any]:
+def make_frame(kind: str, t: int | None = None, **fields: Any) -> dict[str, Any]:
     """Build a frame dict, checking that the kind's required fields are present."""
     if kind not in FRAME_FIELDS:
-        raise FrameError("unknown frame kind %r" % (kind,))
+        raise FrameError(f"unknown frame kind {kind!r}")
     missing = [f for f in FRAME_FIELDS[kind] if f not in fields]
     if missing:
-        raise FrameError("%s frame missing %s" % (kind, ", ".join(missing)))
-    frame: Dict[str, Any] = {"v": SCHEMA_VERSION, "t": now_ns() if t is None else int(t), "kind": kind}
+        raise FrameError("{} frame missing {}".format(kind, ", ".join(missing)))
+    stamp = now_ns() if t is None else int(t)
+    frame: dict[str, Any] = {"v": SCHEMA_VERSION, "t": stamp, "kind": kind}
     frame.update(fields)
     return frame
 
 
-def make_command(cmd: str, **fields: Any) -> Dict[str, Any]:
+def make_command(cmd: str, **fields: Any) -> dict[str, Any]:
     """Build a command dict, checking its required fields."""
     if cmd not in COMMAND_FIELDS:
-        raise FrameError("unknown command %r" % (cmd,))
+        raise FrameError(f"unknown command {cmd!r}")
     missing = [f for f in COMMAND_FIELDS[cmd] if f not in fields]
     if missing:
-        raise FrameError("%s command missing %s" % (cmd, ", ".join(missing)))
-    out: Dict[str, Any] = {"v": SCHEMA_VERSION, "cmd": cmd}
+        raise FrameError("{} command missing {}".format(cmd, ", ".join(missing)))
+    out: dict[str, Any] = {"v": SCHEMA_VERSION, "cmd": cmd}
     out.update(fields)
     return out
 
 
-def encode(obj: Dict[str, Any]) -> str:
+def encode(obj: dict[str, Any]) -> str:
     """One line of compact JSON, newline-terminated. Non-ASCII is escaped so a
     hostile symbol or pod name cannot put raw control bytes on the wire."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False) + "\n"
 
 
-def _load(line: str | bytes) -> Dict[str, Any]:
+def _load(line: str | bytes) -> dict[str, Any]:
     if isinstance(line, bytes):
         if len(line) > MAX_LINE_BYTES:
-            raise FrameError("line of %d bytes is over the limit" % len(line))
+            raise FrameError(f"line of {len(line)} bytes is over the limit")
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise FrameError("not UTF-8: %s" % e) from None
+            raise FrameError(f"not UTF-8: {e}") from None
     line = line.strip()
     if not line:
         raise FrameError("empty line")
     try:
         obj = json.loads(line)
     except ValueError as e:
-        raise FrameError("not JSON: %s" % e) from None
+        raise FrameError(f"not JSON: {e}") from None
     if not isinstance(obj, dict):
         raise FrameError("not a JSON object")
     v = obj.get("v")
@@ -147,44 +149,45 @@ def _load(line: str | bytes) -> Dict[str, Any]:
         raise FrameError("missing schema version")
     if v > SCHEMA_VERSION:
         raise FrameError(
-            "schema version %d is newer than this side's %d: update go-k8s-debug" % (v, SCHEMA_VERSION)
+            f"schema version {v} is newer than this side's {SCHEMA_VERSION}: "
+            "update go-k8s-debug"
         )
     return obj
 
 
-def decode_frame(line: str | bytes) -> Dict[str, Any]:
+def decode_frame(line: str | bytes) -> dict[str, Any]:
     """Parse and check one frame line. Raises FrameError; never anything else."""
     obj = _load(line)
     kind = obj.get("kind")
     if kind not in FRAME_FIELDS:
-        raise FrameError("unknown frame kind %r" % (kind,))
+        raise FrameError(f"unknown frame kind {kind!r}")
     t = obj.get("t")
     if not isinstance(t, int) or isinstance(t, bool):
-        raise FrameError("%s frame without integer time" % kind)
+        raise FrameError(f"{kind} frame without integer time")
     missing = [f for f in FRAME_FIELDS[kind] if f not in obj]
     if missing:
-        raise FrameError("%s frame missing %s" % (kind, ", ".join(missing)))
+        raise FrameError("{} frame missing {}".format(kind, ", ".join(missing)))
     return obj
 
 
-def decode_command(line: str | bytes) -> Dict[str, Any]:
+def decode_command(line: str | bytes) -> dict[str, Any]:
     """Parse and check one command line. Raises FrameError; never anything else."""
     obj = _load(line)
     cmd = obj.get("cmd")
     if cmd not in COMMAND_FIELDS:
-        raise FrameError("unknown command %r" % (cmd,))
+        raise FrameError(f"unknown command {cmd!r}")
     missing = [f for f in COMMAND_FIELDS[cmd] if f not in obj]
     if missing:
-        raise FrameError("%s command missing %s" % (cmd, ", ".join(missing)))
+        raise FrameError("{} command missing {}".format(cmd, ", ".join(missing)))
     return obj
 
 
-def intern_stacks(stacks: Iterable[Tuple[Tuple[str, ...], int]]) -> Tuple[List[str], List[list]]:
+def intern_stacks(stacks: Iterable[tuple[tuple[str, ...], int]]) -> tuple[list[str], list[list]]:
     """Turn ``[(frames_root_first, count)]`` into the ``funcs``/``stacks`` pair
     of a cpu_stacks frame, so each function name crosses the wire once."""
-    index: Dict[str, int] = {}
-    funcs: List[str] = []
-    out: List[list] = []
+    index: dict[str, int] = {}
+    funcs: list[str] = []
+    out: list[list] = []
     for frames, count in stacks:
         ids = []
         for name in frames:
@@ -197,7 +200,7 @@ def intern_stacks(stacks: Iterable[Tuple[Tuple[str, ...], int]]) -> Tuple[List[s
     return funcs, out
 
 
-def expand_stacks(frame: Dict[str, Any]) -> List[Tuple[Tuple[str, ...], int]]:
+def expand_stacks(frame: dict[str, Any]) -> list[tuple[tuple[str, ...], int]]:
     """Inverse of ``intern_stacks`` for a decoded cpu_stacks frame. Bad indices
     raise FrameError."""
     funcs = frame["funcs"]
@@ -206,5 +209,5 @@ def expand_stacks(frame: Dict[str, Any]) -> List[Tuple[Tuple[str, ...], int]]:
         for count, ids in frame["stacks"]:
             out.append((tuple(funcs[i] for i in ids), int(count)))
     except (TypeError, ValueError, IndexError) as e:
-        raise FrameError("bad stacks in cpu_stacks frame: %s" % e) from None
+        raise FrameError(f"bad stacks in cpu_stacks frame: {e}") from None
     return out

@@ -41,7 +41,8 @@ def _k8s_ldflags() -> str:
         "gitMinor": minor,
         "gitTreeState": "clean",
     }
-    return "-s -w " + " ".join(f"-X k8s.io/component-base/version.{k}={v}" for k, v in pairs.items())
+    flags = (f"-X k8s.io/component-base/version.{k}={v}" for k, v in pairs.items())
+    return "-s -w " + " ".join(flags)
 
 
 TARGETS = [
