@@ -205,3 +205,12 @@ def test_up_with_another_node_count_is_refused(sandbox) -> None:
 
     with pytest.raises(SandboxError, match="already up with 2 node"):
         sandbox.up(nodes=1)
+
+
+def test_sandbox_network_cannot_leave_the_machine(sandbox) -> None:
+    from demo.sandbox import netguard
+
+    # The bridge carries 10.88/16; the blackhole route catches it if the bridge goes.
+    assert netguard.present()
+    r = subprocess.run(["ip", "route", "get", "10.88.200.9"], capture_output=True, text=True)
+    assert "dev gkd0" in r.stdout, r.stdout + r.stderr
