@@ -58,6 +58,10 @@ def test_report_replaces_only_its_own_section(tmp_path: Path) -> None:
     assert "First again" in text and "## First\n" not in text and "## Second" in text
     assert text.count("<!-- bench:one -->") == 1
     assert text.index("bench:one") < text.index("bench:two")
+    report.write({"two": report.render(report.Section("two", "Second"), 0, "c", "m")}, doc,
+                 order=["two", "one"])
+    text = doc.read_text()
+    assert text.index("bench:two") < text.index("bench:one") and "First again" in text
 
 
 def test_table_escapes_pipes() -> None:

@@ -141,9 +141,10 @@ def _section(name: str, title: str, goal: str, enable: list[str], rounds: int, w
     hits = median(m["events"])
     if enable and hits > 0:
         per_hit = median([x / h for x, h in zip(m["extra_cpu"], m["events"], strict=True) if h])
+        cost = f"{per_hit:.2f} µs" if per_hit > 0 else "not resolved (below the noise floor)"
         s.notes.append(
             f"Probe hits counted by the agent: {hits:,.0f}/s in the watched twin. Estimated "
-            f"extra target CPU per hit: {per_hit:.2f} µs (the watched twin's CPU per request "
+            f"extra target CPU per hit: {cost} (the watched twin's CPU per request "
             "above the unwatched one's, x its requests/s, / hits/s; median over windows; only "
             "the target's share: the tracepoints' cost on other processes is not in it)."
         )

@@ -114,19 +114,21 @@ def render(section: Section, started: float, command: str, machine_line: str) ->
     return "\n".join(parts)
 
 
-def write(sections: dict[str, str], doc: Path = DOC) -> None:
-    """Replace (or append) each named section in the benchmarks document."""
-    text = doc.read_text() if doc.exists() else HEADER
-    # The header is the harness's own text: refresh it, keep the sections.
-    first = text.find("<!-- bench:")
-    text = HEADER + (text[first:] if first >= 0 else "")
-    for name, body in sections.items():
-        pattern = re.compile(
-            rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n?", re.S
-        )
-        if pattern.search(text):
-            text = pattern.sub(lambda _m, body=body: body, text, count=1)
-        else:
-            text = text.rstrip("\n") + "\n\n" + body
+SECTION = re.compile(r"<!-- bench:([\w-]+) -->.*?<!-- /bench:\1 -->\n?", re.S)
+
+
+def write(sections: dict[str, str], doc: Path = DOC, order: list[str] | None = None) -> None:
+    """Replace (or add) each named section in the benchmarks document.
+
+    The header is the harness's own text and is refreshed; sections from
+    earlier runs are kept; sections are laid out in ``order`` (the harness's
+    list of benchmarks), unknown ones after.
+    """
+    text = doc.read_text() if doc.exists() else ""
+    kept = {m.group(1): m.group(0) for m in SECTION.finditer(text)}
+    kept.update(sections)
+    rank = {n: i for i, n in enumerate(order or [])}
+    names = sorted(kept, key=lambda n: (rank.get(n, len(rank)), list(kept).index(n)))
+    body = "\n".join(kept[n].rstrip("\n") + "\n" for n in names)
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
+    doc.write_text(HEADER + body)

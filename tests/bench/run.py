@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             why = f"Not measured: the benchmark failed: {e!r}"
             section = report.Section(name, title, notes=[why])
         body = report.render(section, started, command.strip(), machine)
-        report.write({name: body}, doc=Path(args.out))
+        report.write({name: body}, doc=Path(args.out), order=list(BENCHMARKS))
         print(body, flush=True)
     return 1 if failed else 0
 
