@@ -231,7 +231,7 @@ class Diagnosis:
             else:
                 elapsed = now - self._start_mono
                 self._send_due(elapsed)
-                pending = [r for r in self._requests if r.sent and not r.done]
+                pending = [r for r in self._requests if not r.done]
                 if ended or fatal:
                     break
                 if elapsed >= self.opt.duration_s and (
