@@ -21,8 +21,14 @@ Images (see ``images.py``): ``sandbox.local/<name>[:tag]`` is ``build/bin/<name>
 ``local//home/me/bin/myservice``) runs your own static binary. Anything else ends
 in ``ErrImagePull`` / ``ImagePullBackOff``.
 
+A container's stdout and stderr go to ``STATE/pods/<uid>/containers/<id>/log``.
+A restarted runtime (same ``--state-dir``) adopts containers that still run: each
+has a shim process that outlives the runtime and records the exit status.
+``cleanup`` (and ``teardown_host()`` after the last node) removes processes,
+namespaces, veths, the bridge and the cgroups the sandbox created, nothing else.
+
 Not implemented: init containers, probes, volumes, exec/logs/port-forward
-(no kubelet HTTP endpoint), ephemeral containers.
+(no kubelet HTTP endpoint), ephemeral containers, $(VAR) expansion in args.
 """
 
 from __future__ import annotations
