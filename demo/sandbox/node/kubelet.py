@@ -550,34 +550,37 @@ class NodeAgent:
 
     def _delete_pod(self, pod: dict, grace: float) -> None:
         meta = pod["metadata"]
+        uid, where = meta["uid"], f"{meta['namespace']}/{meta['name']}"
         try:
-            self._terminate(meta["uid"], grace)
-            log.info(
-                "pod %s/%s stopped and cleaned up; finalizing its deletion",
-                meta["namespace"],
-                meta["name"],
-            )
+            self._terminate(uid, grace)
+            log.info("pod %s stopped and cleaned up; finalizing its deletion", where)
             self.core.delete_namespaced_pod(
                 meta["name"],
                 meta["namespace"],
                 grace_period_seconds=0,
                 body=client.V1DeleteOptions(
-                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)
                 ),
             )
         except ApiException as e:
             if e.status not in (404, 409):
-                log.warning(
-                    "finalizing deletion of %s/%s failed: %s",
-                    meta["namespace"],
-                    meta["name"],
-                    e.reason,
-                )
+                log.warning("finalizing deletion of %s failed: %s; retrying", where, e.reason)
+                self._retry_delete(uid)
+                return
         except Exception:
-            log.exception("deleting pod %s/%s failed", meta["namespace"], meta["name"])
-        finally:
-            self._finalized.add(meta["uid"])
-            self.tracks.pop(meta["uid"], None)
+            log.exception("deleting pod %s failed; retrying", where)
+            self._retry_delete(uid)
+            return
+        self._finalized.add(uid)
+        self.tracks.pop(uid, None)
+
+    def _retry_delete(self, uid: str) -> None:
+        # The next sync starts a new deletion attempt for this pod.
+        track = self.tracks.get(uid)
+        if track is not None:
+            track.terminating = False
+        time.sleep(1.0)
+        self.wake.set()
 
     # -- main loop ---------------------------------------------------------------
 

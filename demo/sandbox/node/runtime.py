@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,7 +144,8 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # A temporary name of our own: the shim and other threads write files in the same dir.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     tmp.replace(path)
 
@@ -328,8 +330,9 @@ class SandboxRuntime:
             _write_json(cdir / "record.json", rec)
         if ex is None and info.pid and _alive(info.pid, rec.get("pidStart")):
             return info
-        if ex is None and not info.pid and _alive(rec.get("shimPID", 0), rec.get("shimStart")):
-            info.state = "created"
+        if ex is None and _alive(rec.get("shimPID", 0), rec.get("shimStart")):
+            # Not started yet, or just exited and the shim is writing its exit record.
+            info.state = "running" if info.pid else "created"
             return info
         if ex is None:
             # Shim and container are gone without an exit record (e.g. killed together).

@@ -65,7 +65,7 @@ def mount(
 
 
 def _write_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
+    tmp = path + ".shim.tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f)
     os.rename(tmp, path)
