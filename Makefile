@@ -24,7 +24,7 @@ bench: setup
 	@$(PY) -m tests.bench.run
 
 screenshots: setup
-	@$(PY) -m tests.screenshots
+	@$(PY) screenshots/capture.py
 
 sandbox-down:
 	@$(VENV)/bin/go-k8s-debug sandbox down
