@@ -9,6 +9,7 @@ expanded, flat/cum tables, folded stacks for flame-graph tools.
 from __future__ import annotations
 
 import gzip
+import itertools
 import zlib
 from dataclasses import dataclass
 
@@ -76,6 +77,7 @@ class Profile:
             if not names:
                 names = [f"0x{loc.address:x}"]
             self._locs[loc.id] = tuple(names)
+        self._stacks_cache: dict[int, list[tuple[Stack, int]]] = {}
         self.sample_types = [
             SampleType(self._s(st.type), self._s(st.unit)) for st in message.sample_type
         ]
@@ -183,18 +185,24 @@ class Profile:
         if self.empty:
             return []
         k = self.sample_index(sample_type)
+        cached = self._stacks_cache.get(k)
+        if cached is not None:
+            return list(cached)
+        locs = self._locs
+        chain = itertools.chain.from_iterable
         out: list[tuple[Stack, int]] = []
         for s in self.message.sample:
-            if k >= len(s.value):
+            values = s.value
+            if k >= len(values):
                 continue
-            v = int(s.value[k])
+            v = int(values[k])
             if v == 0:
                 continue
-            frames: list[str] = []
-            for loc_id in reversed(s.location_id):
-                frames.extend(self._locs.get(loc_id, (f"?loc{loc_id}",)))
-            out.append((tuple(frames), v))
-        return out
+            ids = s.location_id
+            frames = tuple(chain(locs.get(i) or (f"?loc{i}",) for i in reversed(ids)))
+            out.append((frames, v))
+        self._stacks_cache[k] = out
+        return list(out)
 
     def total(self, sample_type: str | int | None = None) -> int:
         return sum(v for _, v in self.stacks(sample_type))
@@ -237,12 +245,17 @@ def folded_stacks(stacks: list[tuple[Stack, int]]) -> str:
     replaced (Go symbols never contain them; hostile labels might).
     """
     merged: dict[str, int] = {}
+    clean: dict[str, str] = {}
     for frames, v in stacks:
         if not frames:
             continue
-        key = ";".join(
-            f.replace(";", ":").replace("\n", " ").replace("\r", " ") for f in frames
-        )
+        parts = []
+        for f in frames:
+            c = clean.get(f)
+            if c is None:
+                c = clean[f] = f.replace(";", ":").replace("\n", " ").replace("\r", " ")
+            parts.append(c)
+        key = ";".join(parts)
         merged[key] = merged.get(key, 0) + v
     return "".join(f"{k} {v}\n" for k, v in sorted(merged.items()))
 
