@@ -33,6 +33,7 @@ from bpf import schema
 from tests.bench import report
 from tui.app import GoDebugApp
 from tui.screens.attached import AttachedScreen
+from tui.screens.pods import MAX_ROWS
 from tui.sources.base import ContainerInfo, PodInfo, SessionInfo, SystemClock
 from tui.sources.recorded import RecordedPodSource
 
@@ -262,7 +263,7 @@ async def _filter(n: int, text: str) -> dict:
     async with app.run_test(size=(160, 50)) as pilot:
         t0 = time.perf_counter()
         table = app.screen.query_one("#pods")
-        while table.row_count < n:
+        while app.screen.matching < n or table.row_count < min(n, MAX_ROWS):
             await pilot.pause(0.01)
         listed_s = time.perf_counter() - t0
         rss_listed = rss_mib()
@@ -303,7 +304,7 @@ def pod_filter(quick: bool = False) -> report.Section:
         goal="keystroke to filtered table under 50 ms",
     )
     t = report.Table(["measure", "value"])
-    t.add("5,000 pods listed in the table", f"{r['listed_s'] * 1000:.0f} ms")
+    t.add(f"5,000 pods listed (first {MAX_ROWS} in the table)", f"{r['listed_s'] * 1000:.0f} ms")
     t.add(
         "key press to filtered table (Pilot), p50 / max",
         f"{statistics.median(r['per_key']):.1f} / {max(r['per_key']):.1f} ms",

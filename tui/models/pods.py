@@ -63,14 +63,16 @@ def pod_row(pod: PodInfo, now: float) -> PodRow:
     )
 
 
-def matches(pod: PodInfo, words: list[str]) -> bool:
-    """True when every word is a substring of one of namespace/name/status/node/labels."""
-    if not words:
-        return True
-    hay = " ".join(
+def _haystack(pod: PodInfo) -> str:
+    return " ".join(
         [pod.namespace, pod.name, pod.status, pod.node or ""]
         + [f"{k}={v}" for k, v in pod.labels.items()]
     ).lower()
+
+
+def matches(pod: PodInfo, words: list[str]) -> bool:
+    """True when every word is a substring of one of namespace/name/status/node/labels."""
+    hay = _haystack(pod)
     return all(w in hay for w in words)
 
 
@@ -79,6 +81,9 @@ class PodTableModel:
 
     def __init__(self) -> None:
         self.pods: dict[str, PodInfo] = {}
+        # Per pod object: its cleaned cells and its filter text. Cleaning and joining
+        # thousands of pods on every keystroke would cost more than the filter itself.
+        self._cache: dict[str, tuple[PodInfo, PodRow, str]] = {}
         self.filter_text = ""
         self.sort_column = "namespace"
         self.status_message = ""
@@ -104,11 +109,27 @@ class PodTableModel:
     def rows(self, now: float) -> list[PodRow]:
         """The rows to show, filtered and sorted (namespace, then name, by default)."""
         words = self.filter_text.lower().split()
-        pods = [p for p in self.pods.values() if matches(p, words)]
+        pods = [p for p in self.pods.values() if all(w in self._cached(p)[2] for w in words)]
         if self.sort_column == "restarts":
             pods.sort(key=lambda p: (-p.restarts, p.namespace, p.name))
         elif self.sort_column == "age":
             pods.sort(key=lambda p: (-p.created, p.namespace, p.name))
         else:
             pods.sort(key=lambda p: (p.namespace, p.name))
-        return [pod_row(p, now) for p in pods]
+        out = []
+        for p in pods:
+            row = self._cached(p)[1]
+            age = format_age(now - p.created)
+            if row.cells[5] != age:
+                row = PodRow(row.key, row.cells[:5] + (age,) + row.cells[6:])
+            out.append(row)
+        return out
+
+    def _cached(self, pod: PodInfo) -> tuple[PodInfo, PodRow, str]:
+        hit = self._cache.get(pod.key)
+        if hit is None or hit[0] is not pod:
+            hit = (pod, pod_row(pod, pod.created), _haystack(pod))
+            self._cache[pod.key] = hit
+            if len(self._cache) > 2 * len(self.pods) + 64:
+                self._cache = {k: v for k, v in self._cache.items() if k in self.pods}
+        return hit

@@ -9,6 +9,8 @@ refreshes never overlap and a slow one stretches the period (dolphie's loop).
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -38,9 +40,13 @@ FINDINGS_EVERY_S = 5.0
 class SnapshotReady(Message):
     """A refresh built a snapshot (posted from the refresh worker thread)."""
 
-    def __init__(self, snapshot: SessionSnapshot) -> None:
+    def __init__(
+        self, snapshot: SessionSnapshot, build_s: float = 0.0, posted_at: float = 0.0
+    ) -> None:
         super().__init__()
         self.snapshot = snapshot
+        self.build_s = build_s
+        self.posted_at = posted_at
 
 
 # The session's link states (tui.session.LinkHealth) in the header's words.
@@ -135,6 +141,8 @@ class AttachedScreen(Screen[None]):
         self.record = record
         self.related_path: tuple[str, ...] = ()
         self.refreshes = 0
+        self.timings: deque[tuple[float, float, float]] = deque(maxlen=2000)
+        self._last_apply_s = 0.0
         self._findings_at = 0.0
         self._frames_at_refresh = -1
         self.findings_frames = -1  # frames seen when findings were last evaluated
@@ -198,6 +206,7 @@ class AttachedScreen(Screen[None]):
 
     @work(thread=True, exclusive=False, group="refresh", exit_on_error=False)
     def build_snapshot(self) -> None:
+        started = time.perf_counter()
         now = self.app.clock.now()
         frames = self.model.frames_seen
         # Rules run every few seconds, and once more when the stream goes quiet,
@@ -210,11 +219,15 @@ class AttachedScreen(Screen[None]):
         self._frames_at_refresh = frames
         snap = self.model.snapshot(now)
         snap = replace(snap, header=with_link_health(snap.header, self.session))
-        self.post_message(SnapshotReady(snap))
+        done = time.perf_counter()
+        self.post_message(SnapshotReady(snap, done - started, done))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
         self.refreshes += 1
+        # (build in the worker, wait for the UI thread, apply to the widgets), for benchmarks.
+        waited = time.perf_counter() - message.posted_at - self._last_apply_s
+        self.timings.append((message.build_s, max(0.0, waited), self._last_apply_s))
         if not self._detaching.is_set():
             # Armed only now that this refresh is on screen: refreshes never overlap.
             self._refresh_timer = self.set_timer(self.refresh_interval, self.request_refresh)
@@ -228,6 +241,11 @@ class AttachedScreen(Screen[None]):
     def watch_snapshot(self, snap: SessionSnapshot | None) -> None:
         if snap is None:
             return
+        started = time.perf_counter()
+        self._apply(snap)
+        self._last_apply_s = time.perf_counter() - started
+
+    def _apply(self, snap: SessionSnapshot) -> None:
         with self.app.batch_update():
             self.query_one(SessionHeader).show(snap)
             self.query_one(GoroutinePane).show(snap)

@@ -17,6 +17,8 @@ from tui.models.text import clean
 from tui.sources.base import PodEvent
 from tui.widgets.pod_table import PodTable
 
+MAX_ROWS = 500  # rows in the table at once; the filter narrows the rest
+
 
 class PodEventsArrived(Message):
     """Watch events from the pod source thread, in arrival order."""
@@ -44,6 +46,7 @@ class PodBrowserScreen(Screen[None]):
         self.namespace = namespace
         self.selector = selector
         self.model = PodTableModel()
+        self.matching = 0
         self.command_message = ""  # the last command's answer or error
         self._watch_generation = 0
         self._watch_stop = threading.Event()
@@ -111,7 +114,10 @@ class PodBrowserScreen(Screen[None]):
         """Show the model's filtered rows in the table, in place."""
         self._sync_pending = False
         table = self.query_one(PodTable)
-        table.sync(self.model.rows(self.app.clock.now()))
+        rows = self.model.rows(self.app.clock.now())
+        self.matching = len(rows)
+        # DataTable adds rows at ~0.1 ms each: past a few hundred, typing would lag.
+        table.sync(rows[:MAX_ROWS])
         self.update_status()
         self.show_detail(table.cursor_key)
 
@@ -126,6 +132,10 @@ class PodBrowserScreen(Screen[None]):
             t.append(clean(self.selector, 60))
         shown = self.query_one(PodTable).row_count if self.is_mounted else 0
         t.append(f"  pods {shown}/{len(self.model.pods)}", style="dim")
+        if self.matching > shown:
+            t.append(
+                f"  first {shown} of {self.matching:,} shown: type to narrow", style="bold yellow"
+            )
         if self.model.filter_text:
             t.append("  filter ", style="dim")
             t.append(clean(self.model.filter_text, 40), style="bold yellow")

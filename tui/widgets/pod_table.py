@@ -88,8 +88,15 @@ class PodTable(DataTable[Text]):
         """
         keep = self.cursor_key
         wanted = {r.key: r for r in rows}
+        stale = [k for k in self._shown if k not in wanted]
         with self.app.batch_update():
-            for key in [k for k in self._shown if k not in wanted]:
+            if len(stale) > max(64, len(wanted)):
+                # DataTable.remove_row costs O(rows) each; when most rows go (a filter
+                # narrowing thousands of pods) starting over is far cheaper.
+                self.clear()
+                self._shown.clear()
+                stale = []
+            for key in stale:
                 self.remove_row(key)
                 del self._shown[key]
             for row in rows:
@@ -111,7 +118,7 @@ class PodTable(DataTable[Text]):
             if keep is not None and keep in wanted:
                 index = self.get_row_index(keep)
                 if index != self.cursor_row:
-                    self.move_cursor(row=index, animate=False, scroll=False)
+                    self.move_cursor(row=index, animate=False, scroll=True)
 
 
 class _RowOrder:
