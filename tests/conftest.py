@@ -69,6 +69,9 @@ def sandbox(root: None, go_bin: Path, tmp_path_factory: pytest.TempPathFactory):
 
     need((BIN / "sandbox-control").exists(), "needs the control plane binary: run `make setup`")
     state = tmp_path_factory.mktemp("sandbox-state")
+    # One sandbox per host: wait for a developer's own sandbox (or another test
+    # run) to go down rather than failing at once.
+    os.environ.setdefault("GO_K8S_DEBUG_SANDBOX_WAIT", "600")
     sb = Sandbox(state_dir=state)
     try:
         sb.up(nodes=2, demo=True)
