@@ -49,6 +49,8 @@ def settled(recording: str):
                     and screen.snapshot.header.frames == FRAMES[recording])
         seen = screen.refreshes
         await until(pilot, lambda: screen.refreshes >= seen + 2)
+        # The "attaching…" toast lasts 3 s: whether it is still up depends on timing.
+        app.clear_notifications()
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.2)
 

@@ -183,6 +183,9 @@ class CallTreeModel:
         self.source = ""
         self._buckets: deque[tuple[int, Counter[Stack]]] = deque()
         self._since_attach: Counter[Stack] = Counter()
+        # Running sum of all kept buckets (the longest window), so a refresh does
+        # not re-add 60 one-second Counters at thousands of samples per second.
+        self._kept: Counter[Stack] = Counter()
         self._latest = 0.0
         self._frozen: CallTreeView | None = None
 
@@ -203,9 +206,16 @@ class CallTreeModel:
         for stack, count in stacks:
             bucket[stack] += count
             self._since_attach[stack] += count
+            self._kept[stack] += count
         cutoff = int(self._latest) - self.keep_seconds
         while self._buckets and self._buckets[0][0] <= cutoff:
-            self._buckets.popleft()
+            _, old = self._buckets.popleft()
+            for stack, count in old.items():
+                left = self._kept[stack] - count
+                if left > 0:
+                    self._kept[stack] = left
+                else:
+                    del self._kept[stack]
 
     def set_window(self, window: str) -> None:
         if window not in WINDOWS:
@@ -216,6 +226,7 @@ class CallTreeModel:
         """Forget every sample so far (``r``); the tree starts again from now."""
         self._buckets.clear()
         self._since_attach.clear()
+        self._kept.clear()
         if self._frozen is not None:
             self._frozen = None
 
@@ -229,6 +240,8 @@ class CallTreeModel:
         span = WINDOWS[self.window]
         if span is None:
             return self._since_attach
+        if span >= self.keep_seconds:
+            return self._kept
         out: Counter[Stack] = Counter()
         # Whole seconds: the newest bucket and the span-1 before it.
         first = int(self._latest) - int(span) + 1

@@ -145,6 +145,7 @@ class AttachedScreen(Screen[None]):
         self._last_apply_s = 0.0
         self._findings_at = 0.0
         self._frames_at_refresh = -1
+        self._findings_cost_s = 0.0
         self.findings_frames = -1  # frames seen when findings were last evaluated
         self._detaching = threading.Event()
         self._refresh_timer: Any = None
@@ -212,10 +213,14 @@ class AttachedScreen(Screen[None]):
         # Rules run every few seconds, and once more when the stream goes quiet,
         # so the findings always cover the newest frames (a replay that ended).
         idle = frames == self._frames_at_refresh
-        if now - self._findings_at >= FINDINGS_EVERY_S or (idle and frames != self.findings_frames):
+        every = max(FINDINGS_EVERY_S, 10 * self._findings_cost_s)
+        if now - self._findings_at >= every or (idle and frames != self.findings_frames):
             self._findings_at = now
             self.findings_frames = frames
+            cost = time.thread_time()
             self.model.evaluate_findings()
+            # Rules over a busy minute can take seconds: keep them under ~10 % of a core.
+            self._findings_cost_s = time.thread_time() - cost
         self._frames_at_refresh = frames
         snap = self.model.snapshot(now)
         snap = replace(snap, header=with_link_health(snap.header, self.session))
