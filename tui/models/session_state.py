@@ -260,6 +260,7 @@ class SessionModel:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._engine_lock = threading.Lock()
         self._clear()
 
     def _clear(self) -> None:
@@ -322,6 +323,12 @@ class SessionModel:
                 schema.FrameError,
             ):
                 self._unparsed += 1
+            engine = self.findings_engine if self._incremental else None
+        if engine is not None:
+            # The engine has its own lock: a slow evaluation holds back only the
+            # engine's input, never the panes' snapshot.
+            with self._engine_lock:
+                engine.feed(dict(frame))
 
     def add_many(self, frames: Iterable[Mapping[str, Any]]) -> None:
         for f in frames:
@@ -336,9 +343,7 @@ class SessionModel:
         t = t_ns / NS
         self._frames += 1
         self._last_t = t if self._last_t is None else max(self._last_t, t)
-        if self._incremental:
-            self.findings_engine.feed(dict(f))
-        elif self.findings_engine is not None:
+        if self.findings_engine is not None and not self._incremental:
             (self._recent_profiles if kind == "profile" else self._recent).append(f)
         link = f.get("link")  # transports mark their own log frames with the link state
         if isinstance(link, str) and link:
@@ -514,7 +519,9 @@ class SessionModel:
             if self._incremental:
                 with self._lock:
                     now_ns = int(self._last_t * NS) if self._last_t is not None else None
-                    found = list(self.findings_engine.evaluate(now_ns))
+                    engine = self.findings_engine
+                with self._engine_lock:
+                    found = list(engine.evaluate(now_ns))
             else:
                 with self._lock:
                     frames = sorted([*self._recent, *self._recent_profiles], key=lambda f: f["t"])

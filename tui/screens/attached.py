@@ -146,6 +146,7 @@ class AttachedScreen(Screen[None]):
         self._findings_at = 0.0
         self._frames_at_refresh = -1
         self._findings_cost_s = 0.0
+        self._findings_running = threading.Event()
         self.findings_frames = -1  # frames seen when findings were last evaluated
         self._detaching = threading.Event()
         self._refresh_timer: Any = None
@@ -214,18 +215,28 @@ class AttachedScreen(Screen[None]):
         # so the findings always cover the newest frames (a replay that ended).
         idle = frames == self._frames_at_refresh
         every = max(FINDINGS_EVERY_S, 10 * self._findings_cost_s)
-        if now - self._findings_at >= every or (idle and frames != self.findings_frames):
+        due = now - self._findings_at >= every or (idle and frames != self.findings_frames)
+        if due and not self._findings_running.is_set():
             self._findings_at = now
-            self.findings_frames = frames
-            cost = time.thread_time()
-            self.model.evaluate_findings()
-            # Rules over a busy minute can take seconds: keep them under ~10 % of a core.
-            self._findings_cost_s = time.thread_time() - cost
+            self._findings_running.set()
+            self.evaluate_findings(frames)
         self._frames_at_refresh = frames
         snap = self.model.snapshot(now)
         snap = replace(snap, header=with_link_health(snap.header, self.session))
         done = time.perf_counter()
         self.post_message(SnapshotReady(snap, done - started, done))
+
+    @work(thread=True, group="findings", exit_on_error=False)
+    def evaluate_findings(self, frames: int) -> None:
+        """Run the rules in their own thread: a slow evaluation never delays a refresh."""
+        try:
+            cost = time.thread_time()
+            self.model.evaluate_findings()
+            # Rules over a busy minute can take seconds: keep them under ~10 % of a core.
+            self._findings_cost_s = time.thread_time() - cost
+            self.findings_frames = frames
+        finally:
+            self._findings_running.clear()
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
