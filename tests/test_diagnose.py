@@ -97,3 +97,20 @@ def test_sandbox_unknown_pod_exits_3(sandbox, capsys):
     assert code == 3
     assert "no-such-pod" in err
 
+
+
+@pytest.mark.slow
+def test_non_go_process_is_not_called_healthy(root, capsys):
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "120"])
+    try:
+        code, out, err = run_cli(["--pid", str(proc.pid), "--duration", "3s", "--format", "json"],
+                                 capsys)
+    finally:
+        proc.kill()
+        proc.wait()
+    doc = json.loads(out)
+    assert code == 3 and doc["status"] == "not_measured"
+    assert "not_go" in [e["code"] for e in doc["errors"]]
+    assert len(doc["errors"]) == len({(e["code"], e["msg"]) for e in doc["errors"]})

@@ -275,7 +275,10 @@ class Diagnosis:
         for r in self._requests:
             profiles.setdefault(r.kind, {"fetched": False, "empty": True,
                                          "note": "not received in the window"})
-        reachable = self._agent_seen and any(f.severity != "not_measured" for f in findings)
+        # The cgroup alone is not a diagnosis of a Go process: without any Go-level
+        # data (goroutines, profiles, CPU stacks) the verdict is "could not measure".
+        reachable = self._agent_seen and any(
+            f.severity != "not_measured" and not f.rule_id.startswith("GKD001") for f in findings)
         cut_short = bool(self._fatal) and (
             not self._started or self.monotonic() - self._start_mono < self.opt.duration_s)
         if cut_short and not any(f.is_problem for f in findings):
@@ -296,10 +299,21 @@ class Diagnosis:
             end_ns=end,
             reachable=reachable,
             profiles=profiles,
-            errors=[{k: str(e.get(k, "")) for k in ("code", "msg", "hint")} for e in self.errors],
+            errors=_unique_errors(self.errors),
             frames_received=len(self.frames),
             frames_bad=self.engine.bad_frames,
         )
+
+
+def _unique_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for e in errors:
+        d = {k: str(e.get(k, "")) for k in ("code", "msg", "hint")}
+        if (d["code"], d["msg"]) not in seen:
+            seen.add((d["code"], d["msg"]))
+            out.append(d)
+    return out
 
 
 class AgentProcessSession:
