@@ -98,8 +98,10 @@ class GoDebugApp(App[None]):
         profile_decoder: ProfileDecoder | None = None,
         refresh_interval: float = 1.0,
         high_contrast: bool = False,
+        export_dir: str | Path = ".",
     ) -> None:
         super().__init__()
+        self.export_dir = Path(export_dir)  # where the attached screen's ``e`` writes
         self.pod_source = pod_source
         self.session_factory = session_factory
         self.clock: Clock = clock or SystemClock()
@@ -173,7 +175,13 @@ class GoDebugApp(App[None]):
             f"attaching to {info.pod.namespace}/{info.pod.name} via {info.transport}",
         )
         self.push_screen(
-            AttachedScreen(session, model, self.refresh_interval, self._recorder_for(session))
+            AttachedScreen(
+                session,
+                model,
+                self.refresh_interval,
+                self._recorder_for(session),
+                export_dir=self.export_dir,
+            )
         )
 
     def _recorder_for(self, session: Any) -> Any:

@@ -12,6 +12,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -26,6 +28,8 @@ from textual.worker import get_current_worker
 
 from bpf import schema
 from tui.models.calltree import WINDOWS
+from tui.models.evidence import EvidenceBuffer
+from tui.models.profile_schedule import ProfileSchedule
 from tui.models.session_state import Header, SessionModel, SessionSnapshot
 from tui.models.text import clean
 from tui.sources.base import Session
@@ -115,6 +119,7 @@ class AttachedScreen(Screen[None]):
         Binding("3", "window('all')", "all", show=False),
         Binding("r", "reset", "reset"),
         Binding("f", "toggle_futex", "futex"),
+        Binding("e", "export", "export"),
         Binding("question_mark", "app.help", "help"),
         Binding("T", "app.toggle_contrast", "contrast", show=False),
         Binding("q", "app.quit", "quit"),
@@ -133,9 +138,14 @@ class AttachedScreen(Screen[None]):
         model: SessionModel,
         refresh_interval: float = 1.0,
         record: Any = None,
+        export_dir: str | Path = ".",
     ) -> None:
         super().__init__()
         self.session = session
+        self.export_dir = Path(export_dir)
+        self.profiles = ProfileSchedule()
+        self.evidence = EvidenceBuffer()
+        self.last_export: Path | None = None
         self.model = model
         self.refresh_interval = refresh_interval
         self.record = record
@@ -193,6 +203,8 @@ class AttachedScreen(Screen[None]):
                 if worker.is_cancelled or self._detaching.is_set():
                     return
                 self.model.add(frame)
+                self.profiles.observe(frame)
+                self.evidence.add(frame)
                 if self.record is not None:
                     self.record.write(dict(frame))
         except Exception as e:  # noqa: BLE001 - shown in the header and log, never a crash
@@ -221,10 +233,29 @@ class AttachedScreen(Screen[None]):
             self._findings_running.set()
             self.evaluate_findings(frames)
         self._frames_at_refresh = frames
+        self._ask_for_profiles(now)
         snap = self.model.snapshot(now)
         snap = replace(snap, header=with_link_health(snap.header, self.session))
         done = time.perf_counter()
         self.post_message(SnapshotReady(snap, done - started, done))
+
+    def _ask_for_profiles(self, now: float) -> None:
+        """Send the profile commands that are due (a replay has no agent to ask)."""
+        if self._replay_session() is not None:
+            return
+        was = self.profiles.state
+        for cmd in self.profiles.due(now):
+            try:
+                self.session.send(cmd)
+            except Exception as e:  # noqa: BLE001 - a dead link shows in the header
+                self.model.note(now, "warn", f"could not ask the agent for a profile: {e}")
+                return
+        if was != "stopped" and self.profiles.state == "stopped":
+            self.model.note(
+                now,
+                "warn",
+                f"not asking for pprof profiles any more: {clean(self.profiles.reason)}",
+            )
 
     @work(thread=True, group="findings", exit_on_error=False)
     def evaluate_findings(self, frames: int) -> None:
@@ -349,6 +380,41 @@ class AttachedScreen(Screen[None]):
             + ("" if on else f" (costs {snap.futex.cost if snap else 'every syscall'})"),
         )
         self.refresh_soon()
+
+    def export_target(self) -> Path:
+        """``<export_dir>/godebug-<namespace>-<pod>-<UTC time>.tar.gz``."""
+        info = getattr(self.session, "info", None)
+        pod = getattr(info, "pod", None)
+        ns, name = getattr(pod, "namespace", "") or "pod", getattr(pod, "name", "") or "unknown"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{ns}-{name}")
+        return self.export_dir / f"godebug-{safe}-{stamp}.tar.gz"
+
+    def action_export(self) -> None:
+        """Write the session's evidence (profiles, findings, screenshot) to an archive."""
+        svg = self.app.export_screenshot()
+        self.notify("exporting the session's evidence …", timeout=3, markup=False)
+        self.export_evidence(self.export_target(), svg)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def export_evidence(self, target: Path, svg: str) -> None:
+        from tui.export import export_session
+
+        info = getattr(self.session, "info", None)
+        try:
+            path = export_session(target, self.evidence.frames(), svg=svg, info=info)
+        except Exception as e:  # noqa: BLE001 - told to the user, never a crash
+            text = f"export failed: could not write {target}: {e}"
+            self.app.call_from_thread(
+                self.notify, clean(text, 300), severity="error", timeout=10, markup=False
+            )
+            self.model.note(self.app.clock.now(), "error", clean(text, 300))
+            return
+        self.last_export = path
+        self.app.call_from_thread(
+            self.notify, clean(f"exported to {path}", 300), timeout=10, markup=False
+        )
+        self.model.note(self.app.clock.now(), "info", clean(f"exported to {path}", 300))
 
     @on(FindingsPane.Selected)
     def _finding_selected(self, event: FindingsPane.Selected) -> None:
