@@ -592,6 +592,9 @@ class Agent:
         for slot in self.slots.values():
             if slot.instance is not None:
                 self._detach(slot)
+        if "bpf.bcc_env" in sys.modules:
+            # Detaches handed to a thread while another collector compiled.
+            sys.modules["bpf.bcc_env"].wait_for_cleanups(max(5.0, deadline - time.monotonic()))
         if self.profiles is not None:
             try:
                 self.profiles.stop()
@@ -732,6 +735,13 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             pass
         writer.close()
+    if any(t.is_alive() for t in agent._starters):
+        # A compile outlived shutdown's wait (a very loaded node). Exiting
+        # normally would run LLVM's static destructors under that thread and
+        # crash (SIGSEGV); leave at once: the kernel detaches what the process
+        # attached when its descriptors close.
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 

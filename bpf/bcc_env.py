@@ -24,7 +24,7 @@ import subprocess
 import threading
 from typing import Any
 
-from bpf.collectors.base import Collector, CollectorError
+from bpf.collectors.base import Collector, CollectorError, Frame
 
 TRACEFS = (
     ("tracefs", "/sys/kernel/tracing", "/sys/kernel/tracing/events"),
@@ -249,10 +249,58 @@ def attached_summary(prefix: str = "gkd_") -> dict[str, Any]:
 # --- the shared shape of a bcc collector ---------------------------------------------------
 
 
-# bcc's compile is not thread-safe: it chdir()s into the kernel headers and
-# drives one LLVM instance; two collectors compiling at once (the agent starts
-# them in threads) fail with "linux/types.h not found" or crash the process.
-_BCC_LOCK = threading.Lock()
+# libbcc is not thread-safe: its compile chdir()s into the kernel headers and
+# drives one process-wide LLVM, and map reads, attaches and cleanup() call
+# into the same library (ctypes releases the GIL for each call). Every libbcc
+# call of every collector therefore runs under this one lock: compile and
+# attach in the collector's start thread, map reads in poll() (which skips a
+# poll rather than wait while another collector compiles, so the main loop
+# keeps sending the other collectors' frames), cleanup in stop(). Re-entrant:
+# a start that fails stops itself while holding it.
+BCC_LOCK = threading.RLock()
+_BCC_LOCK = BCC_LOCK  # the old name
+
+# cleanup() calls handed to a thread because the lock was busy (stop() from
+# the main loop during another collector's compile); the agent waits for them.
+_pending_cleanups: list[threading.Thread] = []
+
+
+def _cleanup(b: Any) -> None:
+    with BCC_LOCK:
+        try:
+            b.cleanup()
+        except Exception:
+            pass
+        # bcc registers every BPF object with atexit; drop that reference so
+        # the object (tables, compiler state) is freed now, not at exit, and
+        # is not cleaned up a second time while the interpreter finalizes.
+        try:
+            import atexit
+
+            atexit.unregister(b.cleanup)
+        except Exception:
+            pass
+    release_memory()
+
+
+def wait_for_cleanups(timeout: float = 30.0) -> bool:
+    """Wait for deferred bcc cleanups; True when none is still running."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    for t in list(_pending_cleanups):
+        t.join(max(0.0, deadline - time.monotonic()))
+    _pending_cleanups[:] = [t for t in _pending_cleanups if t.is_alive()]
+    return not _pending_cleanups
+
+
+def release_memory() -> None:
+    """Hand freed heap (LLVM's compile buffers) back to the kernel with glibc's
+    malloc_trim(0): without it the agent keeps the peak of its compiles as RSS."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass  # not glibc
 
 
 class BccCollector(Collector):
@@ -288,7 +336,7 @@ class BccCollector(Collector):
 
         text = self.ebpf_text()
         try:
-            with _BCC_LOCK:
+            with BCC_LOCK:
                 self.bpf = BPF(text=text)
         except Exception as e:
             raise CollectorError(
@@ -303,17 +351,36 @@ class BccCollector(Collector):
         raise NotImplementedError
 
     def start(self) -> None:
-        self.compile()
+        with BCC_LOCK:  # compile and attach call into libbcc (see BCC_LOCK)
+            try:
+                self.compile()
+                self.attach()
+            except CollectorError:
+                self.stop()
+                raise
+            except Exception as e:
+                self.stop()
+                raise CollectorError("attach_failed", f"{self.name}: could not attach: {e}",
+                                     "is the target still running? the agent must run as "
+                                     "root") from None
+            finally:
+                release_memory()
+
+    def poll(self) -> list[Frame]:
+        """``read_frames()`` under the bcc lock; no frames this interval while
+        another collector compiles (the counts stay in the maps for the next)."""
+        if self.bpf is None or not BCC_LOCK.acquire(blocking=False):
+            return []
         try:
-            self.attach()
-        except CollectorError:
-            self.stop()
-            raise
-        except Exception as e:
-            self.stop()
-            raise CollectorError("attach_failed", f"{self.name}: could not attach: {e}",
-                                 "is the target still running? the agent must run as root") \
-                from None
+            if self.bpf is None:
+                return []
+            return self.read_frames()
+        finally:
+            BCC_LOCK.release()
+
+    def read_frames(self) -> list[Frame]:
+        """Read the maps into frames (called with the bcc lock held)."""
+        return []
 
     # -- uprobes on Go functions ---------------------------------------------------------
 
@@ -348,10 +415,18 @@ class BccCollector(Collector):
     def stop(self) -> int:
         b, self.bpf = self.bpf, None
         n, self.attached = self.attached, 0
-        if b is not None:
+        if b is None:
+            return n
+        if BCC_LOCK.acquire(blocking=False):
             try:
-                with _BCC_LOCK:
-                    b.cleanup()
-            except Exception:
-                pass
+                _cleanup(b)
+            finally:
+                BCC_LOCK.release()
+        else:
+            # Another collector is compiling: detach when it is done, without
+            # stalling the caller (the agent's main loop).
+            t = threading.Thread(target=_cleanup, args=(b,), name=f"cleanup-{self.name}",
+                                 daemon=True)
+            _pending_cleanups.append(t)
+            t.start()
         return n

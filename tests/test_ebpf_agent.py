@@ -106,3 +106,82 @@ def test_agent_runs_the_ebpf_collectors_and_detaches_when_the_target_dies(bcc, g
     assert not set(held) & set(bcc_env.bpf_programs()), "programs left loaded"
     uprobe = [f for f in frames if f["kind"] == "goroutines" and f["source"] == "uprobe"]
     assert uprobe and uprobe[-1]["baseline"] == "pprof_index"
+
+
+def _send(agent: subprocess.Popen, cmd: str, **fields: object) -> None:
+    assert agent.stdin is not None
+    agent.stdin.write(schema.encode(schema.make_command(cmd, **fields)))
+    agent.stdin.flush()
+
+
+def _wait_all_on(q: queue.Queue, frames: list[dict], names: tuple[str, ...],
+                 timeout: float) -> None:
+    """Read frames until the latest collector frame of every name says on."""
+    state: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while not all(state.get(n) == "on" for n in names):
+        f = q.get(timeout=max(1, deadline - time.monotonic()))
+        assert f is not None, "the agent exited: " + repr(frames[-10:])
+        frames.append(f)
+        assert not (f["kind"] == "error" and f.get("fatal")), f
+        if f["kind"] == "collector" and f["name"] in names:
+            assert f["state"] != "failed", f
+            state[f["name"]] = f["state"]
+
+
+@pytest.mark.ebpf
+@pytest.mark.slow
+def test_agent_survives_toggling_every_collector_and_exits_clean(bcc, goprog) -> None:
+    """Every collector on, then bcc collectors disabled and re-enabled while
+    others compile, ``set hz`` (restarts cpu_stacks), and a stop sent while
+    compiles run: libbcc calls from the start threads and the main loop must
+    not crash the agent (it once died with SIGSEGV), the stream must end with
+    ``bye``, the exit code be 0, and no program the agent loaded stay loaded."""
+    with goprogs.running(goprog, "-mode", "churn") as p:
+        port = p.pprof.rsplit(":", 1)[1]
+        agent = subprocess.Popen(
+            [bcc, "-m", "bpf.agent", "--pid", str(p.pid), "--pprof-port", port,
+             "--interval", "0.5", "--enable", ",".join(schema.COLLECTORS)],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        q: queue.Queue = queue.Queue()
+        threading.Thread(target=_reader, args=(agent, q), daemon=True).start()
+        frames: list[dict] = []
+        held: set[int] = set()
+        try:
+            _wait_all_on(q, frames, MINE, 300)
+            held.update(bcc_env.process_bpf_fds(agent.pid)["prog_ids"])
+            for cycle, hz in enumerate((19, 99)):
+                for name in MINE:
+                    _send(agent, "disable", collector=name)
+                for name in MINE[::-1]:
+                    _send(agent, "enable", collector=name)
+                _send(agent, "set", hz=hz)
+                if cycle == 0:
+                    _send(agent, "disable", collector="goroutines")
+                    _send(agent, "enable", collector="goroutines")
+                _wait_all_on(q, frames, MINE, 400)
+                held.update(bcc_env.process_bpf_fds(agent.pid)["prog_ids"])
+            # Stop while compiles run: shutdown waits for them, then detaches.
+            _send(agent, "disable", collector="futex")
+            _send(agent, "enable", collector="futex")
+            _send(agent, "disable", collector="gc")
+            _send(agent, "stop")
+            while True:
+                f = q.get(timeout=180)
+                if f is None:
+                    break
+                frames.append(f)
+            code = agent.wait(timeout=60)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+        err = agent.stderr.read() if agent.stderr else ""
+    assert code == 0, (code, err[-3000:])
+    assert frames[-1]["kind"] == "bye" and frames[-1]["reason"] == "stop command", frames[-5:]
+    assert not [f for f in frames if f["kind"] == "error" and f.get("fatal")]
+    assert len(held) >= 7
+    assert not held & set(bcc_env.bpf_programs()), "programs left loaded"
+    data = {f["kind"] for f in frames}
+    assert {"cpu_stacks", "futex", "gc", "throttle", "goroutines"} <= data, data

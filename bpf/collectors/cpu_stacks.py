@@ -111,9 +111,7 @@ class CpuStacks(BccCollector):
             stacks.clear()
         return sorted(merged.items(), key=lambda kv: -kv[1]), samples, lost
 
-    def poll(self) -> list[Frame]:
-        if self.bpf is None:
-            return []
+    def read_frames(self) -> list[Frame]:
         try:
             stacks, samples, lost = self.drain()
         except OSError as e:

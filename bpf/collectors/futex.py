@@ -78,9 +78,7 @@ class FutexWaits(BccCollector):
                 "hist": sorted([s, c] for s, c in hist.items()), "top_threads": top,
                 "timeouts": int(timeouts), "eagain": int(eagain)}
 
-    def poll(self) -> list[Frame]:
-        if self.bpf is None:
-            return []
+    def read_frames(self) -> list[Frame]:
         try:
             fields = self.drain()
         except OSError as e:

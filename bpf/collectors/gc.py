@@ -58,9 +58,7 @@ class GcCycles(BccCollector):
         m[m.Key(3)] = m.Leaf(0)
         return cycles, total, longest
 
-    def poll(self) -> list[Frame]:
-        if self.bpf is None:
-            return []
+    def read_frames(self) -> list[Frame]:
         try:
             cycles, total, longest = self._read()
         except (OSError, KeyError) as e:

@@ -127,9 +127,7 @@ class GoroutinesUprobe(BccCollector):
             self.baseline = "unsteady"
         return False
 
-    def poll(self) -> list[Frame]:
-        if self.bpf is None:
-            return []
+    def read_frames(self) -> list[Frame]:
         if time.monotonic() - self._synced_at > float(self.options.get("resync_s", RESYNC_S)):
             # One short try: a poll must not stall the agent's other collectors;
             # a busy moment keeps the previous baseline until the next resync.
