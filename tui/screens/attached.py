@@ -146,6 +146,7 @@ class AttachedScreen(Screen[None]):
         self.profiles = ProfileSchedule()
         self.evidence = EvidenceBuffer()
         self.last_export: Path | None = None
+        self._profiles_stop_noted = False
         self.model = model
         self.refresh_interval = refresh_interval
         self.record = record
@@ -243,14 +244,14 @@ class AttachedScreen(Screen[None]):
         """Send the profile commands that are due (a replay has no agent to ask)."""
         if self._replay_session() is not None:
             return
-        was = self.profiles.state
         for cmd in self.profiles.due(now):
             try:
                 self.session.send(cmd)
             except Exception as e:  # noqa: BLE001 - a dead link shows in the header
                 self.model.note(now, "warn", f"could not ask the agent for a profile: {e}")
                 return
-        if was != "stopped" and self.profiles.state == "stopped":
+        if self.profiles.state == "stopped" and not self._profiles_stop_noted:
+            self._profiles_stop_noted = True
             self.model.note(
                 now,
                 "warn",
