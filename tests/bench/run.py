@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import agent_cost, overhead, report, side_by_side
+from tests.bench import agent_cost, bench_console_live, overhead, report, side_by_side
 from tests.bench.procs import BenchError
 
 BENCHMARKS: dict[str, tuple[str, Callable[[bool], report.Section]]] = {
@@ -31,6 +31,14 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], report.Section]]] = {
     "agent_cost": ("Agent cost: CPU and memory while attached", agent_cost.cost),
     "first_frame": ("Time to first frame", agent_cost.first_frame),
     "side_by_side": ("CPU sampling side by side: agent, bcc profile, bpftrace", side_by_side.run),
+    "console_live": (
+        "Console under load: 10,000 stack samples/s, all panes live",
+        bench_console_live.live_load,
+    ),
+    "console_pod_filter": (
+        "Pod browser with 5,000 pods: filter as you type",
+        bench_console_live.pod_filter,
+    ),
 }
 
 
