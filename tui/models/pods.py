@@ -81,13 +81,20 @@ class PodTableModel:
 
     def __init__(self) -> None:
         self.pods: dict[str, PodInfo] = {}
-        # Per pod object: its cleaned cells and its filter text. Cleaning and joining
-        # thousands of pods on every keystroke would cost more than the filter itself.
+        # Per pod object: its cleaned cells and its lowercase filter text. Cleaning
+        # and joining thousands of pods on every keystroke would cost more than the
+        # filter itself.
         self._cache: dict[str, tuple[PodInfo, PodRow, str]] = {}
         self.filter_text = ""
         self.sort_column = "namespace"
         self.status_message = ""
         self.generation = 0  # bumps on every change, so the screen skips idle redraws
+        self.match_count = 0  # rows matching the filter at the last rows() call
+        # The sorted pods, rebuilt only when pods or the sort column change, and the
+        # last filter's matches: typing one more character filters those, not all.
+        self._sorted: list[tuple[PodInfo, PodRow, str]] | None = None
+        self._sorted_by = ""
+        self._matched: tuple[str, list[tuple[PodInfo, PodRow, str]]] | None = None
 
     def apply(self, event: PodEvent) -> None:
         """Fold one watch event in."""
@@ -100,36 +107,62 @@ class PodTableModel:
             self.pods.pop(event.pod.key, None)
         elif event.type == "STATUS":
             self.status_message = event.message
+        if event.type != "STATUS":
+            self._sorted = self._matched = None
         self.generation += 1
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text
         self.generation += 1
 
-    def rows(self, now: float) -> list[PodRow]:
-        """The rows to show, filtered and sorted (namespace, then name, by default)."""
-        words = self.filter_text.lower().split()
-        pods = [p for p in self.pods.values() if all(w in self._cached(p)[2] for w in words)]
-        if self.sort_column == "restarts":
-            pods.sort(key=lambda p: (-p.restarts, p.namespace, p.name))
-        elif self.sort_column == "age":
-            pods.sort(key=lambda p: (-p.created, p.namespace, p.name))
-        else:
-            pods.sort(key=lambda p: (p.namespace, p.name))
+    def rows(self, now: float, limit: int | None = None) -> list[PodRow]:
+        """The rows to show, filtered and sorted (namespace, then name, by default).
+
+        With ``limit``, only the first ``limit`` rows are built (``match_count``
+        still tells how many matched).
+        """
+        matched = self._filter()
+        self.match_count = len(matched)
         out = []
-        for p in pods:
-            row = self._cached(p)[1]
+        for p, row, _hay in matched if limit is None else matched[:limit]:
             age = format_age(now - p.created)
             if row.cells[5] != age:
                 row = PodRow(row.key, row.cells[:5] + (age,) + row.cells[6:])
             out.append(row)
         return out
 
+    def _filter(self) -> list[tuple[PodInfo, PodRow, str]]:
+        text = self.filter_text.lower()
+        words = text.split()
+        base = self._sorted_entries()
+        last = self._matched
+        # Typing narrows: a filter that extends the last one matches a subset of
+        # its rows (every old word is a substring of a new one), so search those.
+        if last is not None and text.startswith(last[0]):
+            base = last[1]
+        matched = [e for e in base if all(w in e[2] for w in words)] if words else base
+        self._matched = (text, matched)
+        return matched
+
+    def _sorted_entries(self) -> list[tuple[PodInfo, PodRow, str]]:
+        if self._sorted is None or self._sorted_by != self.sort_column:
+            pods = list(self.pods.values())
+            if self.sort_column == "restarts":
+                pods.sort(key=lambda p: (-p.restarts, p.namespace, p.name))
+            elif self.sort_column == "age":
+                pods.sort(key=lambda p: (-p.created, p.namespace, p.name))
+            else:
+                pods.sort(key=lambda p: (p.namespace, p.name))
+            self._sorted = [self._cached(p) for p in pods]
+            self._sorted_by = self.sort_column
+            self._matched = None
+            if len(self._cache) > 2 * len(self.pods) + 64:
+                self._cache = {k: v for k, v in self._cache.items() if k in self.pods}
+        return self._sorted
+
     def _cached(self, pod: PodInfo) -> tuple[PodInfo, PodRow, str]:
         hit = self._cache.get(pod.key)
         if hit is None or hit[0] is not pod:
             hit = (pod, pod_row(pod, pod.created), _haystack(pod))
             self._cache[pod.key] = hit
-            if len(self._cache) > 2 * len(self.pods) + 64:
-                self._cache = {k: v for k, v in self._cache.items() if k in self.pods}
         return hit

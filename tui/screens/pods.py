@@ -114,10 +114,10 @@ class PodBrowserScreen(Screen[None]):
         """Show the model's filtered rows in the table, in place."""
         self._sync_pending = False
         table = self.query_one(PodTable)
-        rows = self.model.rows(self.app.clock.now())
-        self.matching = len(rows)
         # DataTable adds rows at ~0.1 ms each: past a few hundred, typing would lag.
-        table.sync(rows[:MAX_ROWS])
+        rows = self.model.rows(self.app.clock.now(), limit=MAX_ROWS)
+        self.matching = self.model.match_count
+        table.sync(rows)
         self.update_status()
         self.show_detail(table.cursor_key)
 
