@@ -26,6 +26,7 @@ ATTACHED_KEYS = (
     ("w", "cycle the call tree window"),
     ("r", "reset the call tree"),
     ("f", "turn futex wait tracing on/off (costs every syscall on the node)"),
+    ("e", "export profiles, findings, screenshot (.tar.gz)"),
     ("tab", "move between panes; enter on a finding shows its evidence"),
     ("esc", "detach and go back to the pods"),
 )
