@@ -162,3 +162,21 @@ async def test_attach_failure_is_said_and_the_list_stays():
         await wait_for(pilot, lambda: any("could not attach" in n.message
                                           for n in app._notifications))
         assert isinstance(app.screen, PodBrowserScreen)
+
+
+async def test_narrowing_removes_many_rows_at_once_and_keeps_the_table_consistent():
+    app = make_app(namespace=None)
+    async with app.run_test(size=(120, 35)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count > 6)
+        everything = keys(table)
+        await pilot.press("slash", *"demo")
+        narrowed = keys(table)
+        assert narrowed and len(narrowed) < len(everything)
+        assert narrowed == [k for k in everything if k.startswith("demo/")]
+        # Row indices are consistent after the batch removal: each key finds its row.
+        assert [table.get_row_index(k) for k in narrowed] == list(range(len(narrowed)))
+        for _ in "demo":
+            await pilot.press("backspace")
+        assert keys(table) == everything
+        assert [table.get_row_index(k) for k in everything] == list(range(len(everything)))

@@ -59,3 +59,33 @@ def test_hostile_names_keep_markup_text_and_lose_escapes():
     assert "\x1b" not in clean("\x1b]8;;http://x\x07link\x1b]8;;\x07")
     assert clean("a\u202eb") == "a?b"  # right-to-left override can't reorder the line
     assert clean("x" * 600, limit=10) == "x" * 9 + "…"
+
+
+def test_typing_narrows_and_widens_like_a_fresh_filter():
+    """The model filters the last matches while the text grows; every step must
+    equal a fresh model's answer, also after backspace and pod changes."""
+    pods = tuple(pod(f"ns{i % 3}", f"svc-{i % 7}-{i}", labels={"tier": "be" if i % 2 else "fe"})
+                 for i in range(60))
+    m = PodTableModel()
+    m.apply(PodEvent("RESET", pods=pods))
+
+    def fresh(text: str, extra=()) -> list[str]:
+        f = PodTableModel()
+        f.apply(PodEvent("RESET", pods=pods + tuple(extra)))
+        f.set_filter(text)
+        return [r.key for r in f.rows(2000)]
+
+    for text in ("s", "svc", "svc-3", "svc-3 ", "svc-3 t", "svc-3 tier=b", "svc-3", "ns1",
+                 "NS1 svc-2", ""):
+        m.set_filter(text)
+        assert [r.key for r in m.rows(2000)] == fresh(text), text
+    m.set_filter("svc-3")
+    m.rows(2000)
+    late = pod("ns0", "svc-3-late")
+    m.apply(PodEvent("ADDED", pod=late))
+    m.set_filter("svc-3-")
+    assert [r.key for r in m.rows(2000)] == fresh("svc-3-", (late,))
+    assert "ns0/svc-3-late" in [r.key for r in m.rows(2000)]
+    # limit builds only the first rows; match_count still counts all.
+    m.set_filter("svc")
+    assert len(m.rows(2000, limit=5)) == 5 and m.match_count == 61
