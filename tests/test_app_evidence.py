@@ -95,3 +95,30 @@ async def test_engine_finding_related_stack_expands_and_highlights_the_path():
         assert tree.related[-1] == path
         label = node_label(screen.snapshot.calltree.find(path), 1, path in tree.related)
         assert any("reverse" in str(span.style) for span in label.spans)
+
+
+async def test_answered_profile_reaches_the_export(tmp_path):
+    import base64
+    import gzip
+
+    from tui.profiles.writer import build_profile
+
+    msg = build_profile([("goroutine", "count")],
+                        [(("runtime.goexit", "main.(*leaker).wait"), [150])])
+    data = gzip.compress(msg.SerializeToString())
+    app = make_app("leak", export_dir=tmp_path)
+    async with app.run_test(size=(120, 35)) as pilot:
+        screen = await attached(pilot, app, "leak")
+        session = app.session_factory.sessions[0]
+        await wait_for(pilot, lambda: "goroutine" in screen.profiles.in_flight())
+        req = next(c["id"] for c in session.sent if c.get("profile") == "goroutine")
+        session.inject({"v": 1, "kind": "profile", "t": int(END * 1e9), "id": req,
+                        "profile": "goroutine", "seconds": 0, "size": len(data),
+                        "empty": False, "note": "", "data": base64.b64encode(data).decode()})
+        await wait_for(pilot, lambda: "goroutine" not in screen.profiles.in_flight())
+        await pilot.press("e")
+        await wait_for(pilot, lambda: screen.last_export is not None, timeout=30)
+        with tarfile.open(screen.last_export) as tar:
+            base = screen.last_export.name.removesuffix(".tar.gz")
+            folded = tar.extractfile(f"{base}/goroutine.folded").read().decode()
+        assert "runtime.goexit;main.(*leaker).wait 150" in folded
