@@ -187,13 +187,21 @@ def test_gc_pressure_runs_many_cycles_and_grows_heap(faultsvc_bin: Path) -> None
     assert after["HeapAlloc"] > before["HeapAlloc"] + 5 * 2**20
 
 
-def test_syscall_storm(faultsvc_bin: Path) -> None:
-    with faultsvc(faultsvc_bin, "syscall") as svc:
+def _syscall_rate(faultsvc_bin: Path, mode: str) -> int:
+    with faultsvc(faultsvc_bin, mode) as svc:
         time.sleep(0.5)
         before = svc.syscalls()
         time.sleep(1)
-        rate = svc.syscalls() - before
-    assert rate > 50_000, f"only {rate} read/write syscalls in 1 s"
+        return svc.syscalls() - before
+
+
+def test_syscall_storm(faultsvc_bin: Path) -> None:
+    # Compared with the healthy mode on the same machine in the same test: absolute
+    # rates swing several-fold with the machine's load.
+    storm = _syscall_rate(faultsvc_bin, "syscall")
+    baseline = _syscall_rate(faultsvc_bin, "healthy")
+    assert storm > 10_000, f"only {storm} read/write syscalls in 1 s"
+    assert storm > 10 * max(baseline, 1), (storm, baseline)
 
 
 def test_healthy_shows_none_of_the_faults(faultsvc_bin: Path) -> None:
