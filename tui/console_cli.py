@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--record", metavar="FILE", help="record every frame to FILE for `replay`")
     p.add_argument(
+        "--export-dir", metavar="DIR", default=".",
+        help="where `e` writes evidence archives (default: the current directory)",
+    )
+    p.add_argument(
         "--theme",
         help="default, or high-contrast / presentation for shared screens (T toggles)",
     )
@@ -172,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             selector=args.selector,
             initial_pod=initial_pod.key if initial_pod is not None else None,
             record=args.record,
+            export_dir=args.export_dir,
             high_contrast=theme in ("high-contrast", "presentation"),
         )
     except ImportError as e:
