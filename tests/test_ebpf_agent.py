@@ -129,6 +129,17 @@ def _wait_all_on(q: queue.Queue, frames: list[dict], names: tuple[str, ...],
             state[f["name"]] = f["state"]
 
 
+def _wait_data(q: queue.Queue, frames: list[dict], timeout: float) -> None:
+    """Read frames until each eBPF collector has sent a data frame."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not {"cpu_stacks", "futex", "gc", "uprobe"} <= seen:
+        f = q.get(timeout=max(1, deadline - time.monotonic()))
+        assert f is not None, "the agent exited: " + repr(frames[-10:])
+        frames.append(f)
+        seen.add(f.get("source") if f["kind"] == "goroutines" else f["kind"])
+
+
 @pytest.mark.ebpf
 @pytest.mark.slow
 def test_agent_survives_toggling_every_collector_and_exits_clean(bcc, goprog) -> None:
@@ -150,6 +161,7 @@ def test_agent_survives_toggling_every_collector_and_exits_clean(bcc, goprog) ->
         held: set[int] = set()
         try:
             _wait_all_on(q, frames, MINE, 300)
+            _wait_data(q, frames, 60)
             held.update(bcc_env.process_bpf_fds(agent.pid)["prog_ids"])
             for cycle, hz in enumerate((19, 99)):
                 for name in MINE:
@@ -161,6 +173,7 @@ def test_agent_survives_toggling_every_collector_and_exits_clean(bcc, goprog) ->
                     _send(agent, "disable", collector="goroutines")
                     _send(agent, "enable", collector="goroutines")
                 _wait_all_on(q, frames, MINE, 400)
+                _wait_data(q, frames, 60)
                 held.update(bcc_env.process_bpf_fds(agent.pid)["prog_ids"])
             # Stop while compiles run: shutdown waits for them, then detaches.
             _send(agent, "disable", collector="futex")
@@ -183,5 +196,4 @@ def test_agent_survives_toggling_every_collector_and_exits_clean(bcc, goprog) ->
     assert not [f for f in frames if f["kind"] == "error" and f.get("fatal")]
     assert len(held) >= 7
     assert not held & set(bcc_env.bpf_programs()), "programs left loaded"
-    data = {f["kind"] for f in frames}
-    assert {"cpu_stacks", "futex", "gc", "throttle", "goroutines"} <= data, data
+    assert {"throttle", "goroutines"} <= {f["kind"] for f in frames}
