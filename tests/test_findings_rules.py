@@ -99,6 +99,19 @@ def test_goroutine_leak_names_the_creating_stack():
     assert any("main.startWorker.func1" in line and "grew most" in line for line in top.evidence)
 
 
+def test_long_running_leak_is_found_by_its_steady_rate():
+    # 20 000 goroutines already, +30/s: only +4.5 % over the window, but it never stops.
+    f = by_id(run(goroutines([20_000 + 30 * i for i in range(30)])))["GKD002"]
+    assert f.severity == "warning", f
+    assert "30.0/s" in f.title
+
+
+def test_busy_server_drifting_up_and_down_is_not_a_leak():
+    counts = [5000 + (60 if i % 3 == 0 else 0) + 3 * i for i in range(30)]
+    f = by_id(run(goroutines(counts)))["GKD002"]
+    assert f.severity == "info", f
+
+
 def test_sawtooth_goroutines_are_not_a_leak():
     f = by_id(run(goroutines([100, 400, 100, 420, 90, 410] * 5)))["GKD002"]
     assert f.severity == "info"

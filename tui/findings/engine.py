@@ -13,9 +13,10 @@ Rules (the README copies this table):
 throttled periods / periods, throttled CPU-time; the hottest function of the same \
 window is added | warning >= 10 % of periods throttled (and >= 5 periods); \
 critical >= 50 % |
-| GKD002-goroutine-leak | goroutine count rising over >= 10 s with >= 75 % of steps \
-non-decreasing; creating stack = the goroutine-profile stack that grew most (else the \
-largest) | warning: +50 and +20 %; critical: x5 or >= 100/s |
+| GKD002-goroutine-leak | goroutine count rising over >= 10 s: +20 % with >= 75 % of \
+steps non-decreasing, or >= 1/s with >= 90 % (a long-running leak); creating stack = \
+the goroutine-profile stack that grew most (else the largest) | warning: +50 and either \
+growth test; critical: x5 or >= 100/s |
 | GKD003-lock-contention | mutex-profile delay, and block-profile time under \
 sync.Mutex/RWMutex, per second of wall clock; futex waits only as supporting evidence \
 (parked OS threads in Go) | warning >= 50 ms/s; critical >= 500 ms/s |
@@ -83,6 +84,8 @@ class Thresholds:
     leak_min_span_s: float = 10.0
     leak_min_growth: int = 50
     leak_min_rel_growth: float = 0.20
+    leak_min_rate_per_s: float = 1.0
+    leak_steady_share: float = 0.9
     leak_monotonic_share: float = 0.75
     leak_crit_factor: float = 5.0
     leak_crit_rate_per_s: float = 100.0
@@ -644,8 +647,13 @@ class FindingsEngine:
         growth = last - first
         rate = growth / span if span else 0.0
         rel = growth / max(first, 1)
-        leaking = (growth >= self.th.leak_min_growth and rel >= self.th.leak_min_rel_growth
-                   and up >= self.th.leak_monotonic_share)
+        # A leak that has run for hours grows by a small fraction in a 30 s window, so
+        # steady growth (almost every reading up or level) counts as well as relative growth.
+        leaking = (growth >= self.th.leak_min_growth
+                   and ((rel >= self.th.leak_min_rel_growth
+                         and up >= self.th.leak_monotonic_share)
+                        or (rate >= self.th.leak_min_rate_per_s
+                            and up >= self.th.leak_steady_share)))
         if not leaking:
             return Finding(rid, "info", f"Goroutine count steady ({last})", tuple(lines), "",
                            Related("goroutines"), 0.0, (s, e))
