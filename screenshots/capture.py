@@ -25,9 +25,11 @@ SIZE = (150, 46)
 # (file name, pod to attach or None for the pod browser, seconds of live data to wait for)
 SHOTS = [
     ("pods", None, 0.0),
-    ("leak", "demo/leak", 40.0),
-    ("cpu", "demo/cpu", 40.0),
-    ("mutex", "demo/mutex", 40.0),
+    # Long enough for bcc to compile the CPU sampler on a busy machine and for a
+    # minute of samples to fill the call tree's window.
+    ("leak", "demo/leak", 75.0),
+    ("cpu", "demo/cpu", 75.0),
+    ("mutex", "demo/mutex", 75.0),
 ]
 
 
@@ -67,9 +69,14 @@ async def _shoot(sandbox, name: str, pod: str | None, wait_s: float) -> Path:
 
 
 def _to_png(svg: Path) -> None:
-    if shutil.which("rsvg-convert"):
-        png = svg.with_suffix(".png")
-        subprocess.run(["rsvg-convert", "-o", str(png), str(svg)], check=True)
+    if not shutil.which("rsvg-convert"):
+        return
+    # librsvg collapses runs of spaces unless told to keep them; the console's
+    # columns are made of spaces.
+    text = svg.read_text().replace("<svg ", '<svg xml:space="preserve" ', 1)
+    subprocess.run(
+        ["rsvg-convert", "-o", str(svg.with_suffix(".png"))], input=text.encode(), check=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
