@@ -239,8 +239,20 @@ def test_unknown_image_waits_with_err_image_pull(core, ns) -> None:
     p, w = _wait(waiting, 30, "ErrImagePull")
     assert p.status.phase == "Pending"
     assert "registry.example.invalid/nope:1" in w.message
-    _wait(lambda: waiting() and {"ErrImagePull", "ImagePullBackOff"} <= reasons, 30,
-          "both ErrImagePull and ImagePullBackOff")
+    # Each retry shows ErrImagePull only briefly before ImagePullBackOff: watch every
+    # status write instead of polling, which can miss the short one.
+    from kubernetes import watch
+
+    w = watch.Watch()
+    for ev in w.stream(core.list_namespaced_pod, ns, field_selector="metadata.name=nope",
+                       timeout_seconds=60):
+        for cs in ev["object"].status.container_statuses or []:
+            if cs.state.waiting:
+                reasons.add(cs.state.waiting.reason)
+        if {"ErrImagePull", "ImagePullBackOff"} <= reasons:
+            w.stop()
+            break
+    assert {"ErrImagePull", "ImagePullBackOff"} <= reasons, reasons
 
 
 def test_deleted_pod_leaves_nothing(core, ns, sandbox) -> None:
