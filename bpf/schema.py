@@ -48,6 +48,7 @@ seconds), ping (id), stop.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterable
@@ -107,6 +108,55 @@ def make_frame(kind: str, t: int | None = None, **fields: Any) -> dict[str, Any]
     frame: dict[str, Any] = {"v": SCHEMA_VERSION, "t": stamp, "kind": kind}
     frame.update(fields)
     return frame
+
+
+def empty_profile_note(kind: str, seconds: int = 0, mutex_fraction: int | None = None) -> str:
+    """What an empty profile of ``kind`` means, and the line of Go that enables it.
+
+    ``mutex_fraction`` is the app's ``SetMutexProfileFraction`` when known (the
+    text form of the mutex profile says it): 0 means off, more means on but quiet.
+    """
+    if kind == "mutex":
+        if mutex_fraction:
+            return "mutex profiling is enabled but no goroutine waited on a mutex in this window"
+        return (
+            "mutex profiling is not enabled in the app: add "
+            "runtime.SetMutexProfileFraction(5) at start-up"
+        )
+    if kind == "block":
+        return (
+            "the block profile is empty: block profiling is probably not enabled in the app: "
+            "add runtime.SetBlockProfileRate(10000) at start-up (samples one blocking event "
+            "per 10 µs blocked)"
+        )
+    if kind == "cpu":
+        return f"no CPU samples: the app was (nearly) idle for these {seconds} s"
+    return ""
+
+
+def profile_frame(
+    req_id: str,
+    kind: str,
+    seconds: int,
+    data: bytes,
+    empty: bool,
+    note: str = "",
+    t: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A ``profile`` frame carrying ``data`` (the profile as the app served it)."""
+    return make_frame(
+        "profile",
+        t=t,
+        id=req_id,
+        profile=kind,
+        seconds=seconds,
+        data=base64.b64encode(data).decode("ascii"),
+        size=len(data),
+        empty=empty,
+        note=note,
+        **extra,
+    )
 
 
 def make_command(cmd: str, **fields: Any) -> dict[str, Any]:

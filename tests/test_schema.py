@@ -118,3 +118,25 @@ def test_expand_bad_indices_raises_frame_error(funcs, stacks) -> None:
         schema.expand_stacks(frame)
     except schema.FrameError:
         pass
+
+
+def test_profile_frame_carries_the_profile_as_served():
+    import base64
+
+    from bpf.schema import decode_frame, encode, profile_frame
+
+    raw = b"\x1f\x8b gzipped bytes"
+    f = decode_frame(encode(profile_frame("p1", "heap", 0, raw, False, t=5, source="pod_proxy")))
+    assert base64.b64decode(f["data"]) == raw and f["size"] == len(raw)
+    assert (f["id"], f["profile"], f["t"], f["source"]) == ("p1", "heap", 5, "pod_proxy")
+
+
+def test_empty_profile_notes_name_the_line_that_enables_them():
+    from bpf.schema import empty_profile_note
+
+    assert "SetMutexProfileFraction(5)" in empty_profile_note("mutex", mutex_fraction=0)
+    assert "SetMutexProfileFraction(5)" in empty_profile_note("mutex")  # unknown: say how
+    assert "enabled but no goroutine waited" in empty_profile_note("mutex", mutex_fraction=5)
+    assert "SetBlockProfileRate" in empty_profile_note("block")
+    assert "these 7 s" in empty_profile_note("cpu", 7)
+    assert empty_profile_note("heap") == ""

@@ -13,7 +13,6 @@ The frame then says so, with the line of Go that enables it.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import threading
 import zlib
@@ -21,7 +20,7 @@ import zlib
 from bpf.collectors.base import Collector, CollectorError, Frame
 from bpf.collectors.goroutines import DEFAULT_PPROF_PORT, pprof_error
 from bpf.netns_http import HttpError, http_get
-from bpf.schema import PROFILE_KINDS, make_frame
+from bpf.schema import PROFILE_KINDS, empty_profile_note, make_frame, profile_frame
 
 #: Endpoint under /debug/pprof/ for each profile kind.
 ENDPOINTS = {
@@ -33,16 +32,6 @@ ENDPOINTS = {
     "allocs": "allocs",
     "threadcreate": "threadcreate",
 }
-
-MUTEX_NOTE = (
-    "mutex profiling is not enabled in the app: add runtime.SetMutexProfileFraction(5) at start-up"
-)
-MUTEX_QUIET_NOTE = "mutex profiling is enabled but no goroutine waited on a mutex in this window"
-BLOCK_NOTE = (
-    "the block profile is empty: block profiling is probably not enabled in the app: "
-    "add runtime.SetBlockProfileRate(10000) at start-up (samples one blocking event "
-    "per 10 µs blocked)"
-)
 
 MAX_SECONDS = 300
 MAX_WORKERS = 4
@@ -257,23 +246,11 @@ class ProfileFetcher(Collector):
             ) from None
         empty = nonzero == 0
         note = ""
-        if empty and kind == "mutex":
-            note = MUTEX_NOTE if self._mutex_fraction() == 0 else MUTEX_QUIET_NOTE
-        elif empty and kind == "block":
-            note = BLOCK_NOTE
-        elif empty and kind == "cpu":
-            note = f"no CPU samples: the app was (nearly) idle for these {seconds} s"
-        return make_frame(
-            "profile",
-            t=self.clock_now_ns(),
-            id=req_id,
-            profile=kind,
-            seconds=seconds,
-            data=base64.b64encode(data).decode("ascii"),
-            size=len(data),
-            empty=empty,
-            note=note,
-            samples=total,
+        if empty and kind in ("mutex", "block", "cpu"):
+            fraction = self._mutex_fraction() if kind == "mutex" else None
+            note = empty_profile_note(kind, seconds, fraction)
+        return profile_frame(
+            req_id, kind, seconds, data, empty, note, t=self.clock_now_ns(), samples=total
         )
 
     def _mutex_fraction(self) -> int | None:

@@ -9,7 +9,6 @@ the kernel or the cgroup: the first frame says so. Frames are made with
 
 from __future__ import annotations
 
-import base64
 import queue
 import re
 import threading
@@ -18,7 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from bpf.schema import FrameError, decode_command, encode, make_frame
+from bpf.schema import (
+    FrameError,
+    decode_command,
+    empty_profile_note,
+    encode,
+    make_frame,
+    profile_frame,
+)
 from tui.cluster import PPROF_DEFAULT_PORT
 from tui.transports.base import AgentTarget
 
@@ -177,9 +183,12 @@ class ProxyLink:
     # ------------------------------------------------ output
 
     def _emit(self, kind: str, **fields: Any) -> None:
-        if self._stop.is_set() and kind not in ("bye",):
+        self._emit_frame(make_frame(kind, **fields))
+
+    def _emit_frame(self, frame: dict[str, Any]) -> None:
+        if self._stop.is_set() and frame["kind"] != "bye":
             return
-        line = encode(make_frame(kind, **fields)).encode()
+        line = encode(frame).encode()
         try:
             self._q.put(line, timeout=5)
         except queue.Full:
@@ -278,28 +287,8 @@ class ProxyLink:
                 )
             return
         empty = profile_is_empty(data)
-        note = ""
-        if empty and kind in ("mutex", "block"):
-            setter = (
-                "runtime.SetMutexProfileFraction"
-                if kind == "mutex"
-                else "runtime.SetBlockProfileRate"
-            )
-            note = (
-                f"The {kind} profile is empty: the app has not enabled it. It can only be "
-                f"turned on inside the program ({setter})."
-            )
-        self._emit(
-            "profile",
-            id=pid,
-            profile=kind,
-            seconds=seconds,
-            data=base64.b64encode(data).decode("ascii"),
-            size=len(data),
-            empty=empty,
-            note=note,
-            source="pod_proxy",
-        )
+        note = empty_profile_note(kind, seconds) if empty else ""
+        self._emit_frame(profile_frame(pid, kind, seconds, data, empty, note, source="pod_proxy"))
 
     # ------------------------------------------------ AgentLink
 
