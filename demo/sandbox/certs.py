@@ -21,6 +21,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 ADMIN_USER = "sandbox-admin"
 ADMIN_GROUP = "system:masters"
 RESTRICTED_USER = "godebug-operator"
+# The API server's client identity towards the node runtimes' kubelet API (exec).
+# The kubelet API admits this one name only: every sandbox user's certificate
+# chains to the same CA, and none of them may bypass RBAC by calling a node directly.
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 # The API server's first service IP (10.96.0.1 for --service-cluster-ip-range=10.96.0.0/16).
 SERVICE_IP = "10.96.0.1"
 _VALID = dt.timedelta(days=365)
@@ -55,6 +59,12 @@ class PkiPaths:
     @property
     def sa_pub(self) -> Path:
         return self.dir / "sa.pub"
+
+    def kubelet_serving_crt(self, node: str) -> Path:
+        return self.dir / f"kubelet-{node}.crt"
+
+    def kubelet_serving_key(self, node: str) -> Path:
+        return self.dir / f"kubelet-{node}.key"
 
     def client_crt(self, user: str) -> Path:
         return self.dir / f"{user}.crt"
@@ -194,8 +204,35 @@ def generate(pki: PkiPaths, users: list[tuple[str, str | None]]) -> None:
         ),
     )
 
-    for cn, org in users:
+    for cn, org in [*users, (KUBELET_CLIENT_USER, None)]:
         key = _new_key()
         crt = _issue(ca_key, ca_cert, _name(cn, org), key, [ExtendedKeyUsageOID.CLIENT_AUTH])
         _write(pki.client_key(cn), _key_pem(key), private=True)
         _write(pki.client_crt(cn), crt.public_bytes(serialization.Encoding.PEM))
+
+
+def _load_ca(pki: PkiPaths) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key, x509.load_pem_x509_certificate(pki.ca_crt.read_bytes())
+
+
+def issue_kubelet_serving(pki: PkiPaths, node: str, ip: str) -> tuple[Path, Path]:
+    """Write a serving certificate for a node's kubelet API at ``ip``; return (crt, key).
+
+    The API server checks it against the CA (``--kubelet-certificate-authority``)
+    and the node's InternalIP, as it does a real kubelet's.
+    """
+    ca_key, ca_cert = _load_ca(pki)
+    key = _new_key()
+    sans: list[x509.GeneralName] = [
+        x509.DNSName(node),
+        x509.IPAddress(ipaddress.ip_address(ip)),
+    ]
+    crt = _issue(
+        ca_key, ca_cert, _name(f"system:node:{node}", "system:nodes"), key,
+        [ExtendedKeyUsageOID.SERVER_AUTH], sans,
+    )
+    _write(pki.kubelet_serving_key(node), _key_pem(key), private=True)
+    _write(pki.kubelet_serving_crt(node), crt.public_bytes(serialization.Encoding.PEM))
+    return pki.kubelet_serving_crt(node), pki.kubelet_serving_key(node)

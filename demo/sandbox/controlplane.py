@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from demo.sandbox import procs
-from demo.sandbox.certs import PkiPaths
+from demo.sandbox.certs import KUBELET_CLIENT_USER, PkiPaths
 from demo.sandbox.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,9 +86,13 @@ def start_apiserver(
         f"--service-account-issuer=https://127.0.0.1:{secure_port}",
         f"--service-account-key-file={pki.sa_pub}",
         f"--service-account-signing-key-file={pki.sa_key}",
-        # The node runtimes serve no kubelet API with a CA-signed cert (nor does the
-        # sandbox run a kubelet), so logs/exec go unverified as the default does.
+        # exec goes to each node runtime's kubelet API (node/kubelet_api.py) at the
+        # Node's InternalIP: verified against the sandbox CA, and authenticated with
+        # a client certificate the kubelet API requires.
         "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-certificate-authority={pki.ca_crt}",
+        f"--kubelet-client-certificate={pki.client_crt(KUBELET_CLIENT_USER)}",
+        f"--kubelet-client-key={pki.client_key(KUBELET_CLIENT_USER)}",
         # Priority-and-fairness adds its own watchers and config objects; one user
         # does not need it and start-up is quicker without.
         "--enable-priority-and-fairness=false",

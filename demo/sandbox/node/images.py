@@ -9,6 +9,12 @@ There is no registry: an image name names a static binary on this machine.
 ``sandbox.local/busybox[:tag]``
     Debian's ``/bin/busybox`` (busybox-static), at ``/bin/busybox`` in the container:
     the non-Go container, e.g. ``command: ["/bin/busybox", "httpd", "-f", "-p", "6060"]``.
+``sandbox.local/python3-bcc[:tag]``
+    The node agent's image: python3 with bcc (Debian's python3-bpfcc). Its "layer"
+    is the host's own ``/usr`` (and ``/etc/ld.so.cache``, so bcc's ``libbcc.so``
+    loads), bind-mounted read-only into the rootfs: an interpreter with its
+    standard library, dist-packages and LLVM is hundreds of MiB, far too much to
+    copy per container the way single binaries are.
 ``local/<absolute path>``
     Your own program: ``local//home/me/bin/myservice`` (or ``local/home/me/bin/myservice``)
     runs that binary, placed in the container at the same absolute path. A static
@@ -29,6 +35,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BIN_DIR = REPO_ROOT / "build" / "bin"
 BUSYBOX = Path("/bin/busybox")
+SYSTEM_PYTHON = "/usr/bin/python3"
+BCC_PACKAGE = Path("/usr/lib/python3/dist-packages/bcc")
 _digest_cache: dict[tuple[str, float, int], str] = {}
 
 
@@ -43,6 +51,9 @@ class Image:
     name: str
     host_path: Path
     container_path: str
+    #: Host paths bind-mounted read-only at the same path in the container (the image's
+    #: content, for images too large to copy); empty for single-binary images.
+    host_mounts: tuple[str, ...] = ()
 
     @property
     def image_id(self) -> str:
@@ -76,8 +87,20 @@ def _not_found(name: str) -> ImagePullError:
     return ImagePullError(
         f'failed to pull and unpack image "{ref}": failed to resolve reference "{ref}": '
         f"{ref}: not found (the sandbox maps sandbox.local/<name> to build/bin/<name>, "
-        f"sandbox.local/busybox to /bin/busybox and local/<absolute path> to that binary)"
+        f"sandbox.local/busybox to /bin/busybox, sandbox.local/python3-bcc to the host's python3 "
+        f"with bcc and local/<absolute path> to that binary)"
     )
+
+
+def _python3_bcc(name: str) -> Image:
+    python = Path(SYSTEM_PYTHON)
+    if not python.is_file() or not BCC_PACKAGE.is_dir():
+        raise ImagePullError(
+            f'failed to pull and unpack image "{name}": the sandbox maps it to this host\'s '
+            f"{SYSTEM_PYTHON} with bcc, and {BCC_PACKAGE} is missing "
+            "(apt-get install python3-bpfcc)"
+        )
+    return Image(name, python, SYSTEM_PYTHON, host_mounts=("/usr", "/etc/ld.so.cache"))
 
 
 def resolve(name: str, bin_dir: Path = BIN_DIR) -> Image:
@@ -90,6 +113,8 @@ def resolve(name: str, bin_dir: Path = BIN_DIR) -> Image:
         raise _not_found(name)
     if repo.startswith("sandbox.local/"):
         short = repo[len("sandbox.local/") :]
+        if short == "python3-bcc":
+            return _python3_bcc(name)
         if short == "busybox":
             if BUSYBOX.is_file():
                 return Image(name, BUSYBOX, "/bin/busybox")

@@ -23,7 +23,7 @@ from kubernetes.client.rest import ApiException
 
 from . import podstatus
 from .images import ImagePullError
-from .runtime import ContainerConfig, ContainerInfo, PodRuntime, PodSandboxConfig
+from .runtime import ContainerConfig, ContainerInfo, Mount, PodRuntime, PodSandboxConfig
 
 log = logging.getLogger("gkd.node")
 
@@ -78,6 +78,20 @@ def _terminated(info: ContainerInfo) -> dict:
     if info.message:
         t["message"] = info.message
     return t
+
+
+def host_path_mounts(spec: dict, container: dict) -> list[Mount]:
+    """The container's volumeMounts that name hostPath volumes (the only kind supported)."""
+    paths = {
+        v["name"]: v["hostPath"]["path"]
+        for v in spec.get("volumes") or []
+        if (v.get("hostPath") or {}).get("path")
+    }
+    return [
+        Mount(paths[m["name"]], m["mountPath"], bool(m.get("readOnly")))
+        for m in container.get("volumeMounts") or []
+        if m.get("name") in paths and m.get("mountPath")
+    ]
 
 
 class NodeAgent:
@@ -326,7 +340,13 @@ class NodeAgent:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         qos = (pod.get("status") or {}).get("qosClass") or podstatus.qos_class(spec)
         return PodSandboxConfig(
-            meta["uid"], meta["namespace"], meta["name"], qos, podstatus.pod_limits(spec)
+            meta["uid"],
+            meta["namespace"],
+            meta["name"],
+            qos,
+            podstatus.pod_limits(spec),
+            host_pid=bool(spec.get("hostPID")),
+            host_network=bool(spec.get("hostNetwork")),
         )
 
     def sync_pod(self, pod: dict) -> None:
@@ -440,6 +460,8 @@ class NodeAgent:
             working_dir=c.get("workingDir", ""),
             limits=podstatus.container_limits(c),
             attempt=attempt,
+            mounts=host_path_mounts(pod.get("spec") or {}, c),
+            privileged=bool((c.get("securityContext") or {}).get("privileged")),
         )
         try:
             info = self.runtime.start_container(sandbox, cfg)

@@ -48,11 +48,22 @@ def build(root: Path, image: Image, hostname: str, pod_ip: str, namespace: str) 
     """Create (or refresh) a container rootfs at ``root``."""
     for d in ("proc", "dev", "tmp", "sys", "etc", "var/run", "root"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    inside = root / image.container_path.lstrip("/")
-    _place(image.host_path.resolve(), inside)
-    for lib in shared_libraries(image.host_path):
-        # Copy the target of each symlink to the path the loader asks for.
-        _place(lib.resolve(), root / str(lib).lstrip("/"))
+    if image.host_mounts:
+        # The image's files come from host mounts (the shim binds them); mirror the
+        # host's merged-/usr links (/bin -> usr/bin, ...) so its paths resolve inside.
+        for top in ("bin", "lib", "lib64", "sbin"):
+            host = Path("/") / top
+            link = root / top
+            if host.is_symlink() and not link.is_symlink():
+                target = os.readlink(host)
+                if not target.startswith("/"):  # a relative link cannot lead out of root
+                    link.symlink_to(target)
+    else:
+        inside = root / image.container_path.lstrip("/")
+        _place(image.host_path.resolve(), inside)
+        for lib in shared_libraries(image.host_path):
+            # Copy the target of each symlink to the path the loader asks for.
+            _place(lib.resolve(), root / str(lib).lstrip("/"))
     etc = root / "etc"
     (etc / "hostname").write_text(hostname + "\n")
     (etc / "hosts").write_text(

@@ -48,6 +48,17 @@ class PodSandboxConfig:
     name: str
     qos: str
     limits: cgroups.Limits = field(default_factory=cgroups.Limits)
+    host_pid: bool = False  # spec.hostPID: no PID namespace of its own
+    host_network: bool = False  # spec.hostNetwork: no netns; the pod IP is the node IP
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A hostPath volume mount: a host path bound into the container."""
+
+    source: str
+    target: str
+    read_only: bool = False
 
 
 @dataclass
@@ -62,6 +73,10 @@ class ContainerConfig:
     working_dir: str = ""
     limits: cgroups.Limits = field(default_factory=cgroups.Limits)
     attempt: int = 0
+    mounts: list[Mount] = field(default_factory=list)
+    # Recorded only: every sandbox container already runs as root with all
+    # capabilities and no seccomp filter, which is what privileged means.
+    privileged: bool = False
 
 
 @dataclass
@@ -187,7 +202,7 @@ class SandboxRuntime:
     def run_pod_sandbox(self, pod: PodSandboxConfig) -> str:
         pdir = self.pods_dir / pod.uid
         pdir.mkdir(parents=True, exist_ok=True)
-        pod_ip = self.ipam.allocate(pod.uid)
+        pod_ip = self.node_ip if pod.host_network else self.ipam.allocate(pod.uid)
         _write_json(
             pdir / "pod.json",
             {
@@ -196,9 +211,11 @@ class SandboxRuntime:
                 "name": pod.name,
                 "qos": pod.qos,
                 "podIP": pod_ip,
+                "hostNetwork": pod.host_network,
+                "hostPID": pod.host_pid,
             },
         )
-        if not network.pod_network_ok(pod.uid, pod_ip):
+        if not pod.host_network and not network.pod_network_ok(pod.uid, pod_ip):
             network.create_pod_network(pod.uid, pod_ip)
         cgroups.create_pod(pod.uid, pod.qos, pod.limits)
         return pod_ip
@@ -251,9 +268,15 @@ class SandboxRuntime:
             "HOSTNAME": pod.name,
             **container.env,
         }
+        mounts = [Mount(p, p, read_only=True) for p in image.host_mounts] + container.mounts
         spec = {
             "rootfs": str(root),
-            "netns": network.netns_path(pod.uid),
+            "netns": None if meta.get("hostNetwork") else network.netns_path(pod.uid),
+            "hostPID": bool(meta.get("hostPID")),
+            "privileged": container.privileged,
+            "mounts": [
+                {"source": m.source, "target": m.target, "readOnly": m.read_only} for m in mounts
+            ],
             "cgroups": [str(p) for p in cg],
             "hostname": pod.name,
             "argv": argv,
@@ -362,6 +385,21 @@ class SandboxRuntime:
         if not info.started_at:
             info.started_at = info.finished_at
         return info
+
+    def container_spec(self, pod_uid: str, container_id: str) -> dict | None:
+        """What the shim was told: rootfs, cgroups, env, mounts (for exec)."""
+        return _read_json(self._cdir(pod_uid, container_id) / "spec.json")
+
+    def find_running(self, namespace: str, name: str, container: str) -> ContainerInfo | None:
+        """The running container ``container`` of pod ``namespace/name``, if any."""
+        for uid in self.list_pod_uids():
+            meta = self.pod_meta(uid) or {}
+            if (meta.get("namespace"), meta.get("name")) != (namespace, name):
+                continue
+            for info in self.list_containers(uid):
+                if info.name == container and info.state == "running" and info.pid:
+                    return info
+        return None
 
     def _reap(self, cid: str, wait: float = 0.0) -> None:
         shim = self._shims.get(cid)

@@ -89,6 +89,33 @@ def _setup_dev(root: str) -> None:
     mount("shm", os.path.join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=16m")
 
 
+def _inside(root: str, target: str) -> str:
+    """``target`` under ``root``, refusing a path whose symlinks lead out of it."""
+    path = os.path.realpath(os.path.join(root, target.lstrip("/")))
+    real_root = os.path.realpath(root)
+    if path != real_root and not path.startswith(real_root + os.sep):
+        raise OSError(f"mount target {target} resolves outside the container root")
+    return path
+
+
+def _bind(root: str, source: str, target: str, read_only: bool) -> None:
+    """Bind-mount a host path into the rootfs (hostPath volumes, host-backed images).
+
+    The mount lives only in the container's private mount namespace, so it goes
+    away with the container and never shows on the host.
+    """
+    path = _inside(root, target)
+    if os.path.isdir(source):
+        os.makedirs(path, exist_ok=True)
+    elif not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "a").close()
+    mount(source, path, None, MS_BIND | MS_REC)
+    if read_only:
+        # A bind mount takes MS_RDONLY only on a remount of itself.
+        mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
 def _enter_container(spec: dict) -> None:
     """In the forked child (PID 1 of the new PID namespace): cgroups, mounts, pivot_root."""
     os.setsid()
@@ -107,6 +134,8 @@ def _enter_container(spec: dict) -> None:
     mount("proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _setup_dev(root)
     mount("tmpfs", os.path.join(root, "tmp"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for m in spec.get("mounts") or []:
+        _bind(root, m["source"], m["target"], bool(m.get("readOnly")))
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     # The runc way: pivot_root(".", ".") stacks the old root on top of the new
     # one; detaching it leaves only the container's tree. No chroot: the
@@ -124,6 +153,21 @@ def _enter_container(spec: dict) -> None:
     os.chdir(spec.get("cwd") or "/")
 
 
+def _which(name: str, env: dict) -> str:
+    """``name`` looked up in the container's PATH, as execvp would.
+
+    Not os.execvpe: it imports `warnings` for the lookup, and after pivot_root the
+    shim's own standard library is no longer reachable.
+    """
+    if "/" in name:
+        return name
+    for d in (env.get("PATH") or "/usr/bin:/bin").split(":"):
+        path = os.path.join(d or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise FileNotFoundError(f"executable {name!r} not found in $PATH of the container")
+
+
 def main(spec_path: str) -> int:
     """Start the container described by ``spec_path`` and wait for it to exit."""
     with open(spec_path) as f:
@@ -132,12 +176,16 @@ def main(spec_path: str) -> int:
     started_file = os.path.join(base, "started")
     exit_file = os.path.join(base, "exit")
     try:
-        fd = os.open(spec["netns"], os.O_RDONLY)
-        _check(_libc.setns(fd, CLONE_NEWNET), "setns net")
-        os.close(fd)
+        # hostNetwork: no netns in the spec, the container stays in the host's.
+        if spec.get("netns"):
+            fd = os.open(spec["netns"], os.O_RDONLY)
+            _check(_libc.setns(fd, CLONE_NEWNET), "setns net")
+            os.close(fd)
         # Only the PID namespace here: it applies to the child we fork next. The
         # mount namespace is unshared in the child, so its pivot_root leaves the shim's root alone.
-        _check(_libc.unshare(CLONE_NEWPID), "unshare pid")
+        # hostPID: no PID namespace, the container sees (and is seen in) the host's.
+        if not spec.get("hostPID"):
+            _check(_libc.unshare(CLONE_NEWPID), "unshare pid")
     except OSError as e:
         _write_json(
             exit_file,
@@ -151,7 +199,7 @@ def main(spec_path: str) -> int:
         try:
             _enter_container(spec)
             argv = spec["argv"]
-            os.execvpe(argv[0], argv, spec["env"])
+            os.execve(_which(argv[0], spec["env"]), argv, spec["env"])
         except BaseException as e:  # anything: report it through the pipe, never return
             try:
                 os.write(wfd, f"{type(e).__name__}: {e}".encode())
