@@ -42,7 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TRANSPORTS,
         default="auto",
         help="auto: local if the pod is on this host and we are root, else ssh if an SSH "
-        "route is configured, else pprof-only",
+        "route is configured, else pprof-only; pod: a short-lived privileged agent pod on "
+        "the node (needs --agent-image; never chosen by auto)",
+    )
+    t.add_argument(
+        "--agent-image",
+        metavar="IMAGE",
+        help="for --transport pod: an image with python3 and bcc (Debian: python3-bpfcc)",
+    )
+    t.add_argument(
+        "--agent-namespace",
+        default="godebug",
+        metavar="NS",
+        help="for --transport pod: where the agent pod goes (default godebug, from "
+        "deploy/rbac.yaml)",
     )
     t.add_argument(
         "-F",
@@ -111,6 +124,12 @@ def _make_app(**kwargs: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.transport == "pod" and not args.agent_image:
+        _err(
+            "--transport pod needs --agent-image IMAGE: an image the nodes can pull with "
+            "python3 and bcc (e.g. FROM debian:12 + apt-get install python3-bpfcc)."
+        )
+        return EXIT_USAGE
     from tui.sources.kube import KubePodSource
 
     try:
@@ -150,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         known_hosts=args.ssh_known_hosts,
     )
     factory = KubeSessionFactory(
-        source, transport=args.transport, ssh_options=ssh, default_container=args.container
+        source,
+        transport=args.transport,
+        ssh_options=ssh,
+        default_container=args.container,
+        agent_namespace=args.agent_namespace,
+        agent_image=args.agent_image,
     )
     if initial_pod is not None and args.container:
         try:

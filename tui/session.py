@@ -37,7 +37,7 @@ BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
 POD_POLL_S = 3.0
 BAD_LINE_REPORT_S = 10.0
-TRANSPORTS = ("auto", "local", "ssh", "pprof-only")
+TRANSPORTS = ("auto", "local", "ssh", "pod", "pprof-only")
 
 # Commands that set state the agent must have again after a re-attach.
 _STICKY = ("enable", "disable", "set")
@@ -436,7 +436,11 @@ def choose_transport(
             return TransportChoice("local", f"the pod runs on this host ({node}) and we are root")
     if ssh_route:
         return TransportChoice("ssh", f"an SSH route to {node} is configured")
-    why = "no SSH route is configured (pass --ssh-config or --ssh-user/--ssh-key)"
+    # Never `pod` on its own: creating privileged pods is the operator's explicit choice.
+    why = (
+        "no SSH route is configured (pass --ssh-config or --ssh-user/--ssh-key, "
+        "or --transport pod --agent-image IMAGE)"
+    )
     if node and node in this_host and not is_root:
         why = "the pod is on this host but the console is not root, and " + why
     return TransportChoice("pprof-only", why)
@@ -453,9 +457,13 @@ class KubeSessionFactory:
         default_container: str | None = None,
         local_python: str = "/usr/bin/python3",
         agent_args: tuple[str, ...] = (),
+        agent_namespace: str = "godebug",
+        agent_image: str | None = None,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown transport {transport!r}; one of {', '.join(TRANSPORTS)}")
+        if transport == "pod" and not agent_image:
+            raise ValueError("--transport pod needs --agent-image (an image with python3 and bcc)")
         from tui.transports.ssh import SSHOptions
 
         self.source = source
@@ -464,6 +472,8 @@ class KubeSessionFactory:
         self.default_container = default_container
         self.local_python = local_python
         self.agent_args = agent_args
+        self.agent_namespace = agent_namespace
+        self.agent_image = agent_image
         self.last_choice: TransportChoice | None = None
 
     def make_transport(self, pod: PodInfo) -> tuple[Transport, TransportChoice]:
@@ -491,6 +501,10 @@ class KubeSessionFactory:
             t = LocalTransport(python=self.local_python)
         elif choice.name == "ssh":
             t = SSHTransport(self.ssh_options)
+        elif choice.name == "pod":
+            from tui.transports.pod import PodTransport
+
+            t = PodTransport(self.source.api_client, str(self.agent_image), self.agent_namespace)
         else:
             t = PprofOnlyTransport(self.source.api_client)
         return t, choice
@@ -510,4 +524,6 @@ class KubeSessionFactory:
             extra_args=self.agent_args,
         )
         s._log("info", f"transport {choice.name}: {choice.why}")
+        if hasattr(transport, "set_log"):
+            transport.set_log(s._log)  # the pod transport says what it creates and deletes
         return s
