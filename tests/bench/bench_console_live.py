@@ -1,7 +1,7 @@
-"""Console benchmarks for issue 4: live load and the 5,000-pod filter.
+"""Console benchmark for issue 4: live load (the 5,000-pod filter is bench_pod_filter.py).
 
-``python -m tests.bench.bench_console_live [--quick]`` prints the tables;
-``live_load(quick)`` and ``pod_filter(quick)`` return ``report.Section`` for the
+``python -m tests.bench.bench_console_live [--quick]`` prints the table;
+``live_load(quick)`` returns a ``report.Section`` for the
 ``make bench`` harness. Both run the real App headless (Textual's test driver:
 it composes and renders every frame, it only does not write to a terminal).
 
@@ -12,9 +12,6 @@ it composes and renders every frame, it only does not write to a terminal).
   worker, wait for the UI thread, applying it to the widgets) and RSS growth.
   The frame generator runs in the same process; it replays prebuilt frames so
   its own cost is small (stated in the table).
-- pod_filter: 5,000 pods listed, then a filter typed key by key: time from the
-  key press to the filtered table, and RSS. Pods come from a recorded source,
-  not the sandbox API server (the watch itself is engineer 7's benchmark).
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ import argparse
 import asyncio
 import random
 import resource
-import statistics
 import sys
 import threading
 import time
@@ -33,7 +29,6 @@ from bpf import schema
 from tests.bench import report
 from tui.app import GoDebugApp
 from tui.screens.attached import AttachedScreen
-from tui.screens.pods import MAX_ROWS
 from tui.sources.base import ContainerInfo, PodInfo, SessionInfo, SystemClock
 from tui.sources.recorded import RecordedPodSource
 
@@ -254,82 +249,13 @@ def live_load(quick: bool = False) -> report.Section:
     return sec
 
 
-async def _filter(n: int, text: str) -> dict:
-    pods = [synthetic_pod(i) for i in range(n)]
-    app = GoDebugApp(
-        RecordedPodSource(pods), LoadFactory(LoadSession(rate=1)), SystemClock(), namespace=None
-    )
-    rss_before = rss_mib()
-    async with app.run_test(size=(160, 50)) as pilot:
-        t0 = time.perf_counter()
-        table = app.screen.query_one("#pods")
-        while app.screen.matching < n or table.row_count < min(n, MAX_ROWS):
-            await pilot.pause(0.01)
-        listed_s = time.perf_counter() - t0
-        rss_listed = rss_mib()
-        await pilot.press("slash")
-        per_key = []
-        for ch in text:
-            before = app.screen.model.filter_text
-            start = time.perf_counter()
-            await pilot.press(ch)
-            while app.screen.model.filter_text == before:
-                await pilot.pause(0)
-            per_key.append((time.perf_counter() - start) * 1000)
-        shown = table.row_count
-        # The same work without Pilot's key plumbing: filter the model and sync the table.
-        screen = app.screen
-        direct = []
-        for k in range(1, len(text) + 1):
-            start = time.perf_counter()
-            screen.model.set_filter(text[:k])
-            screen.sync_table()
-            direct.append((time.perf_counter() - start) * 1000)
-    return {
-        "listed_s": listed_s,
-        "per_key": per_key,
-        "direct": direct,
-        "shown": shown,
-        "rss_before": rss_before,
-        "rss_listed": rss_listed,
-    }
-
-
-def pod_filter(quick: bool = False) -> report.Section:
-    """5,000 pods: time from a key press to the filtered table, and memory."""
-    r = asyncio.run(_filter(5000, "svc-4 backend" if not quick else "svc-4"))
-    sec = report.Section(
-        "console_pod_filter",
-        "Pod browser with 5,000 pods: filter as you type",
-        goal="keystroke to filtered table under 50 ms",
-    )
-    t = report.Table(["measure", "value"])
-    t.add(f"5,000 pods listed (first {MAX_ROWS} in the table)", f"{r['listed_s'] * 1000:.0f} ms")
-    t.add(
-        "key press to filtered table (Pilot), p50 / max",
-        f"{statistics.median(r['per_key']):.1f} / {max(r['per_key']):.1f} ms",
-    )
-    t.add(
-        "filter + in-place table sync alone, p50 / max",
-        f"{statistics.median(r['direct']):.1f} / {max(r['direct']):.1f} ms",
-    )
-    t.add("rows left after the filter", str(r["shown"]))
-    t.add("RSS before / with 5,000 pods", f"{r['rss_before']:.0f} / {r['rss_listed']:.0f} MiB")
-    sec.tables.append(t)
-    sec.notes.append(
-        "Pods come from a recorded source (no API server in the loop); the first "
-        "keys match thousands of rows, the last ones a few."
-    )
-    return sec
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.bench_console_live")
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
-    p.add_argument("which", nargs="*", default=["pod_filter", "live_load"])
+    p.add_argument("which", nargs="*", default=["live_load"])
     args = p.parse_args(argv)
     for name in args.which:
-        sec = {"pod_filter": pod_filter, "live_load": live_load}[name](args.quick)
+        sec = {"live_load": live_load}[name](args.quick)
         print(f"## {sec.title}\n\nGoal: {sec.goal}\n")
         for table in sec.tables:
             print(table.markdown() + "\n")

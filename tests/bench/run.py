@@ -15,7 +15,14 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import agent_cost, bench_console_live, overhead, report, side_by_side
+from tests.bench import (
+    agent_cost,
+    bench_console_live,
+    bench_pod_filter,
+    overhead,
+    report,
+    side_by_side,
+)
 from tests.bench.procs import BenchError
 
 BENCHMARKS: dict[str, tuple[str, Callable[[bool], report.Section]]] = {
@@ -37,7 +44,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], report.Section]]] = {
     ),
     "console_pod_filter": (
         "Pod browser with 5,000 pods: filter as you type",
-        bench_console_live.pod_filter,
+        bench_pod_filter.pod_filter,
     ),
 }
 
