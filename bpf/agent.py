@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import os
 import platform
 import queue
@@ -59,6 +60,11 @@ from bpf.collectors.goroutines import DEFAULT_PPROF_PORT, find_pprof_port
 from bpf.collectors.profiles import ProfileFetcher
 from bpf.target import Target, TargetError, resolve
 
+# When this module was imported (monotonic), for the hello's start-up timings.
+_IMPORTED_AT = time.monotonic()
+# When a standby agent got its real arguments (None: not started as a standby).
+_STANDBY_SINCE: float | None = None
+
 AGENT_VERSION = "0.1.0"
 DEFAULT_HZ = 49
 MAX_HZ = 99
@@ -68,6 +74,8 @@ MAX_INTERVAL_S = 60.0
 WAKE_S = 0.1
 # How often the loop checks that the target still runs.
 TARGET_CHECK_S = 0.5
+# The first poll, this soon after the collectors started (then every interval).
+FIRST_POLL_S = 0.25
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -220,6 +228,8 @@ class Agent:
         # Guards slot state between the main loop and collector-starting threads.
         self._lock = threading.RLock()
         self._starters: list[threading.Thread] = []
+        #: Seconds each start-up step took (resolve, discover, ...), said in the hello.
+        self.steps: dict[str, float] = {}
 
     # --- output -------------------------------------------------------------------------------
 
@@ -306,7 +316,29 @@ class Agent:
             },
             python=platform.python_version(),
             agent_pid=os.getpid(),
+            startup=self.startup_timings(),
         )
+
+    def startup_timings(self) -> dict[str, Any]:
+        """Seconds from each start-up point to now (the hello), for attach benchmarks.
+
+        ``process``: since the process was forked (over SSH that includes the
+        login shell that exec'd the agent); ``boot``: since the bundle's boot
+        code ran (None from a checkout); ``agent``: since this module was
+        imported; ``standby``: since a standby agent got its arguments (None
+        when it was not started ahead); plus how long each step before the
+        hello took.
+        """
+        now = time.monotonic()
+        boot = getattr(sys.modules.get("__main__"), "BOOT_AT", None)
+        out: dict[str, Any] = {
+            "process": _process_age_s(),
+            "boot": round(now - boot, 4) if isinstance(boot, float) else None,
+            "agent": round(now - _IMPORTED_AT, 4),
+            "standby": None if _STANDBY_SINCE is None else round(now - _STANDBY_SINCE, 4),
+        }
+        out.update({k: round(v, 4) for k, v in self.steps.items()})
+        return out
 
     def discover_pprof_port(self) -> str | None:
         """Without --pprof-port: keep 6060 if it serves pprof, else look at the
@@ -547,7 +579,9 @@ class Agent:
 
     def run(self) -> None:
         """Poll until a stop reason appears; the caller then calls ``shutdown``."""
-        next_tick = time.monotonic() + self.interval
+        # The first numbers come soon after attach, not a whole interval later;
+        # each frame states its own (shorter) interval, so rates stay right.
+        next_tick = time.monotonic() + min(self.interval, FIRST_POLL_S)
         last_check = time.monotonic()
         while self.stop_reason is None:
             now = time.monotonic()
@@ -603,6 +637,17 @@ class Agent:
         self.frame("bye", reason=reason, detached=self.detached)
 
 
+def _process_age_s() -> float | None:
+    """Seconds since this process was forked (/proc/self/stat starttime), or None."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        now = time.clock_gettime(time.CLOCK_BOOTTIME)
+        return round(now - start_ticks / os.sysconf("SC_CLK_TCK"), 3)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def _csv(values: list[str] | None) -> list[str]:
     out = []
     for v in values or ():
@@ -631,6 +676,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--enable", action="append", help="collectors to turn on (comma list)")
     p.add_argument("--disable", action="append", help="collectors to turn off (comma list)")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
+    # Started ahead of need by the SSH transport: imports done, it waits for its
+    # real arguments (one JSON list on stdin) and then runs as if started with them.
+    p.add_argument("--standby", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -707,8 +755,45 @@ def _read_commands(agent: Agent, fd: int) -> None:
     agent.commands.put({"cmd": "_eof"})
 
 
+def wait_for_args(fd: int = 0, limit: int = 65536) -> list[str] | None:
+    """A standby agent's real arguments: one JSON list of strings on one line.
+
+    Reads byte by byte so nothing after the line is taken from the command
+    stream that follows it. None when stdin closes first (never needed).
+    """
+    # The imports the run will need, done while nobody waits.
+    for name in schema.COLLECTORS:
+        discover_collector(name)
+    buf = b""
+    while not buf.endswith(b"\n"):
+        try:
+            b = os.read(fd, 1)
+        except OSError:
+            return None
+        if not b:
+            return None
+        buf += b
+        if len(buf) > limit:
+            raise ValueError("standby arguments over the size limit")
+    argv = json.loads(buf.decode("utf-8"))
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ValueError("standby arguments must be a JSON list of strings")
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.standby:
+        try:
+            real = wait_for_args()
+        except ValueError as e:
+            sys.stderr.write(f"go-k8s-debug agent: bad standby arguments: {e}\n")
+            return EXIT_INTERNAL
+        if real is None:
+            return EXIT_OK
+        global _STANDBY_SINCE
+        _STANDBY_SINCE = time.monotonic()
+        args = parse_args(real)
     if args.ebpf:
         return print_ebpf(args)
     # Frames get a private copy of stdout; fd 1 itself now goes to stderr, so
@@ -746,6 +831,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(agent: Agent, args: argparse.Namespace) -> tuple[int, str]:
+    mark = time.monotonic()
+
+    def step(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        agent.steps[name] = now - mark
+        mark = now
+
     try:
         agent.target = resolve(
             pid=args.pid,
@@ -759,10 +852,13 @@ def _run(agent: Agent, args: argparse.Namespace) -> tuple[int, str]:
         agent.error(e.code, e.msg, e.hint, fatal=True)
         agent.stop_reason = "no target"
         return EXIT_TARGET, "no target"
+    step("resolve")
     agent.discover()
+    step("discover")
     t = agent.target
     # Before hello, so that hello states the port in use; said in a log after it.
     port_msg = agent.discover_pprof_port() if t.is_go and args.pprof_port is None else None
+    step("pprof_port")
     agent.hello()
     if port_msg:
         agent.log("info", port_msg, pprof_port=agent.pprof_port)

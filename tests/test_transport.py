@@ -27,15 +27,30 @@ from tui.sources.base import ContainerInfo, PodInfo
 from tui.transports.base import AgentTarget, TransportError
 from tui.transports.bundle import AgentBundle, agent_bundle
 from tui.transports.local import LocalTransport
-from tui.transports.ssh import SSHOptions, SSHTransport, config_names_host
+from tui.transports.ssh import (
+    _POOL,
+    SSHOptions,
+    SSHTransport,
+    _LoopThread,
+    close_connections,
+    config_names_host,
+    open_connections,
+)
 
 STANDIN_AGENT = r"""
 import json, os, sys, time
 def out(kind, **f):
     f.update(v=1, t=time.time_ns(), kind=kind)
     sys.stdout.write(json.dumps(f) + "\n"); sys.stdout.flush()
-out("hello", agent="standin", host=os.uname().nodename, kernel="", target={"argv": sys.argv[1:]},
-    collectors={}, clock_offset_ns=0, uid=os.getuid())
+argv, standby = sys.argv[1:], sys.argv[1:] == ["--standby"]
+if standby:  # started ahead: the real arguments come as one JSON line
+    line = sys.stdin.readline()
+    if not line:
+        sys.exit(0)
+    argv = json.loads(line)
+out("hello", agent="standin", host=os.uname().nodename, kernel="", target={"argv": argv},
+    collectors={}, clock_offset_ns=0, uid=os.getuid(), pid=os.getpid(), standby=standby,
+    flags=[sys.flags.isolated])
 sys.stdout.write("this line is not a frame\n"); sys.stdout.flush()
 for line in sys.stdin:
     cmd = json.loads(line)
@@ -48,12 +63,12 @@ out("bye", reason="stdin closed", detached=0)
 CID = "ab" * 32
 
 
-def standin_bundle() -> AgentBundle:
+def standin_bundle(standby: bool = False) -> AgentBundle:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr(zipfile.ZipInfo("__main__.py", (1980, 1, 1, 0, 0, 0)), STANDIN_AGENT)
     data = buf.getvalue()
-    return AgentBundle(data, hashlib.sha256(data).hexdigest())
+    return AgentBundle(data, hashlib.sha256(data).hexdigest(), standby=standby)
 
 
 def target(node: str | None = "node-x", addr: str | None = None) -> AgentTarget:
@@ -124,6 +139,7 @@ def sshd(tmp_path_factory, root):
         except OSError:
             time.sleep(0.05)
     yield {"dir": d, "port": port, "config": str(d / "ssh_config"), "host_pub": host_pub}
+    close_connections()  # the connections kept for reuse, and their standby agents
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -168,6 +184,61 @@ def test_ssh_bundle_is_cached_by_content_hash(sshd):
         link.close()
     assert t.last_timings["cached"] == 1.0
     assert t.last_timings["connect_s"] < 3 and "start_s" in t.last_timings
+
+
+def _accepted(sshd) -> int:
+    return (sshd["dir"] / "sshd.log").read_text().count("Accepted publickey")
+
+
+def test_ssh_reuses_the_connection_and_a_standby_agent(sshd):
+    close_connections()
+    opts = SSHOptions(config=[sshd["config"]])
+    b = standin_bundle(standby=True)
+    t = SSHTransport(opts, bundle=b)
+    logins = _accepted(sshd)
+    link = t.start(target(node="testnode"))
+    first = read_frames(link, 1)[0]
+    assert first["standby"] is False and first["flags"] == [1]  # python -I: env can't steer it
+    assert t.last_timings["reused"] == 0.0
+    link.close()
+    assert open_connections() == 1  # kept for the next attach
+    lease = _POOL.current(t._pool_key("testnode"))
+    deadline = time.monotonic() + 20
+    while lease.standby is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lease.standby is not None, "no standby agent was started after the attach"
+    # The console makes a new transport per attach; the connection and standby are shared.
+    t2 = SSHTransport(opts, bundle=b)
+    link = t2.start(target(node="testnode"))
+    try:
+        hello = read_frames(link, 1)[0]
+        assert t2.last_timings["reused"] == 1.0 and t2.last_timings["standby"] == 1.0
+        assert hello["standby"] is True and hello["pid"] != first["pid"]
+        assert hello["target"]["argv"] == [
+            "--pod-uid", "uid-123", "--container-id", CID, "--container", "app",
+            "--pprof-port", "6060",
+        ]  # fmt: skip
+        link.write(encode(make_command("ping", id="p2")).encode())
+        bad, echo = read_frames(link, 2)
+        assert echo["msg"] == "got ping"  # the command stream after the argument line
+    finally:
+        link.close()
+    assert [decode_frame(x)["kind"] for x in link.lines()] == ["bye"]
+    assert _accepted(sshd) - logins == 1  # one SSH login for both attaches
+    # A connection that died is not handed out again: the next attach logs in anew.
+    lease = _POOL.current(t._pool_key("testnode"))
+    _LoopThread.get().loop.call_soon_threadsafe(lease.conn.abort)
+    deadline = time.monotonic() + 10
+    while lease.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    link = SSHTransport(opts, bundle=b).start(target(node="testnode"))
+    try:
+        assert read_frames(link, 1)[0]["kind"] == "hello"
+    finally:
+        link.close()
+    assert _accepted(sshd) - logins == 2
+    close_connections()
+    assert open_connections() == 0
 
 
 def test_ssh_by_node_address_with_flags(sshd):

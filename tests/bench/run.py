@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tests.bench import (
     agent_cost,
+    bench_attach,
     bench_console_live,
     bench_pod_filter,
     overhead,
@@ -45,6 +46,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], report.Section]]] = {
     "console_pod_filter": (
         "Pod browser with 5,000 pods: filter as you type",
         bench_pod_filter.pod_filter,
+    ),
+    "attach_ssh": (
+        "Attach over SSH: from `enter` to the first live numbers",
+        bench_attach.attach_ssh,
     ),
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ _MAIN = "import runpy, sys\nrunpy.run_module('bpf.agent', run_name='__main__', a
 class AgentBundle:
     data: bytes
     sha256: str
+    #: Whether it understands ``--standby`` (started ahead, real arguments on stdin later).
+    standby: bool = False
 
     @property
     def filename(self) -> str:
@@ -58,7 +61,32 @@ def _zip_bpf() -> bytes:
     return buf.getvalue()
 
 
+_cache: tuple[tuple[tuple[str, int, int], ...], AgentBundle] | None = None
+_cache_lock = threading.Lock()
+
+
+def _sources_stamp() -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every agent source: cheap to take, changes with any edit."""
+    out = []
+    for path in sorted(BPF_DIR.rglob("*")):
+        if path.suffix in (".py", ".c", ".h") and "__pycache__" not in path.parts:
+            st = path.stat()
+            out.append((str(path), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def agent_bundle() -> AgentBundle:
-    """The agent bundle to ship (``bpf.bundle`` if present, else our zipapp)."""
-    data = _from_bpf_bundle() or _zip_bpf()
-    return AgentBundle(data, hashlib.sha256(data).hexdigest())
+    """The agent bundle to ship (``bpf.bundle`` if present, else our zipapp).
+
+    Built once per console and reused for every attach (rebuilt when an agent
+    source file changes): zipping and hashing it is work an attach need not wait for.
+    """
+    global _cache
+    stamp = _sources_stamp()
+    with _cache_lock:
+        if _cache is not None and _cache[0] == stamp:
+            return _cache[1]
+        data = _from_bpf_bundle() or _zip_bpf()
+        bundle = AgentBundle(data, hashlib.sha256(data).hexdigest(), standby=True)
+        _cache = (stamp, bundle)
+        return bundle

@@ -6,16 +6,24 @@ workers. So one background thread runs an asyncio loop for every SSH link, and
 honoured (asyncssh parses HostName, User, Port, IdentityFile, ProxyJump,
 UserKnownHostsFile), and host keys are checked strictly: an unknown or changed
 key is refused with what to do about it.
+
+Attach speed: one SSH connection per node (and per set of options) stays open
+for the console's later attaches and re-attaches, and is closed after it has
+been idle for a while; on the warm path one remote command checks the cached
+bundle and execs the agent, so an attach costs one channel and one exec.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import fnmatch
+import json
 import os
 import queue
 import shlex
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +33,10 @@ from tui.transports.bundle import AgentBundle, agent_bundle
 
 CONNECT_TIMEOUT_S = 10.0
 DEFAULT_SSH_CONFIG = os.path.expanduser("~/.ssh/config")
+# An open connection nobody uses is closed after this long (with its standby agent).
+IDLE_CLOSE_S = 300.0
+# A standby agent is started this long after an attach (not to slow that one down).
+STANDBY_DELAY_S = 2.0
 
 # ---------------------------------------------------------------- the loop thread
 
@@ -54,6 +66,152 @@ class _LoopThread:
         except TimeoutError:
             fut.cancel()
             raise
+
+
+# ---------------------------------------------------------------- connection reuse
+
+
+@dataclass(eq=False)
+class _Pooled:
+    """One open connection (and its jump host connection) and who uses it."""
+
+    key: tuple[Any, ...]
+    conn: Any
+    jump: Any
+    users: int = 0
+    idle: asyncio.TimerHandle | None = None
+    # An agent started ahead on this connection, waiting for its arguments
+    # (the shell's rc files and Python's start-up already paid), and its bundle.
+    standby: Any = None
+    standby_sha: str = ""
+    standby_spawning: bool = False
+
+    def alive(self) -> bool:
+        return not self.conn.is_closed() and (self.jump is None or not self.jump.is_closed())
+
+    def take_standby(self, sha: str) -> Any:
+        """The waiting agent process if it runs ``sha``'s bundle and still lives, else None."""
+        proc, self.standby = self.standby, None
+        if proc is None:
+            return None
+        if self.standby_sha != sha or proc.exit_status is not None or proc.exit_signal:
+            _end(proc)
+            return None
+        return proc
+
+    def close(self) -> None:
+        proc, self.standby = self.standby, None
+        if proc is not None:
+            _end(proc)
+        for c in (self.conn, self.jump):
+            if c is not None:
+                c.close()
+
+
+def _end(proc: Any) -> None:
+    """Close a remote process's stdin (an agent exits on EOF) and its channel."""
+    try:
+        proc.stdin.write_eof()
+        proc.close()
+    except Exception:  # noqa: BLE001 - the channel may be gone already
+        pass
+
+
+class _ConnectionPool:
+    """Open SSH connections by (host, options), reused across attaches.
+
+    Lives on the loop thread: every method runs there. A connection is only
+    reused under the exact options it was opened (and its host key verified)
+    with. A dead one is dropped, never handed out.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], _Pooled] = {}
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
+
+    async def acquire(self, key: tuple[Any, ...], connect: Any) -> tuple[_Pooled, bool]:
+        """(entry, reused): the open connection for ``key``, or a new one from ``connect()``."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # two attaches to one node open one connection
+            e = self._entries.get(key)
+            if e is not None and e.alive():
+                e.users += 1
+                if e.idle is not None:
+                    e.idle.cancel()
+                    e.idle = None
+                return e, True
+            if e is not None:
+                self._forget(e)
+            conn, jump = await connect()
+            e = _Pooled(key, conn, jump, users=1)
+            self._entries[key] = e
+            return e, False
+
+    def current(self, key: tuple[Any, ...]) -> _Pooled | None:
+        """The connection handed out for ``key`` now, if any."""
+        return self._entries.get(key)
+
+    def release(self, e: _Pooled, broken: bool = False) -> None:
+        """One user is done; a broken or dead connection is not handed out again."""
+        e.users = max(0, e.users - 1)
+        if broken or not e.alive():
+            self._forget(e)
+        if e.users == 0:
+            if self._entries.get(e.key) is not e:
+                e.close()
+            elif e.idle is None:
+                e.idle = asyncio.get_running_loop().call_later(IDLE_CLOSE_S, self._expire, e)
+
+    def _forget(self, e: _Pooled) -> None:
+        if self._entries.get(e.key) is e:
+            del self._entries[e.key]
+        if e.users == 0:
+            e.close()
+
+    def _expire(self, e: _Pooled) -> None:
+        e.idle = None
+        if e.users == 0:
+            self._forget(e)
+            e.close()
+
+    async def close_all(self) -> None:
+        entries, self._entries = list(self._entries.values()), {}
+        for e in entries:
+            if e.idle is not None:
+                e.idle.cancel()
+            e.close()
+        for e in entries:
+            for c in (e.conn, e.jump):
+                if c is not None:
+                    try:
+                        await asyncio.wait_for(c.wait_closed(), 3)
+                    except Exception:  # noqa: BLE001 - closing anyway
+                        pass
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_POOL = _ConnectionPool()
+
+
+def close_connections(timeout: float = 5.0) -> None:
+    """Close every SSH connection kept open for reuse (at exit, and in tests)."""
+    inst = _LoopThread._instance
+    if inst is None or not inst.thread.is_alive():
+        return
+    try:
+        inst.run(_POOL.close_all(), timeout=timeout)
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
+
+
+def open_connections() -> int:
+    """How many SSH connections are kept open for reuse."""
+    return len(_POOL)
+
+
+atexit.register(close_connections)
 
 
 # ---------------------------------------------------------------- config helpers
@@ -182,8 +340,7 @@ class SSHLink:
         self._loop = loop
         self._lines: queue.Queue[Any] = queue.Queue(maxsize=10000)
         self._tail = StderrTail()
-        self._conn: Any = None
-        self._jump: Any = None
+        self._lease: _Pooled | None = None  # the (shared) connection this agent runs on
         self._proc: Any = None
         self._end: str = ""
         self._closed = False
@@ -262,13 +419,9 @@ class SSHLink:
                     await asyncio.wait_for(self._proc.wait_closed(), 5)
                 except Exception:  # noqa: BLE001 - the link may already be gone
                     pass
-            for c in (self._conn, self._jump):
-                if c is not None:
-                    c.close()
-                    try:
-                        await asyncio.wait_for(c.wait_closed(), 3)
-                    except Exception:  # noqa: BLE001
-                        pass
+            lease, self._lease = self._lease, None
+            if lease is not None:
+                _POOL.release(lease)  # kept open for the next attach to this node
 
         try:
             self._loop.run(_close(), timeout=15)
@@ -286,25 +439,36 @@ class SSHLink:
 # One shell command does the checks and, on the warm path (bundle cached, root or
 # passwordless sudo), execs the agent at once: one round trip and one login shell
 # fewer than check-then-start. Lines before "gkd:exec" are facts, not frames.
+# The root + cached case comes first and forks nothing before the exec (bash
+# has $EUID; the bundle's name carries its content hash and is only ever
+# written whole, by rename). The interpreter is named by path and runs with
+# -I, so the user's shell start-up files, PATH and PYTHON* variables do not
+# choose or change the Python the agent runs in.
 _PREFLIGHT = r"""
-d="${{TMPDIR:-/tmp}}/go-k8s-debug-$(id -u)"
+uid=${{EUID:-$(id -u)}}
+d="${{TMPDIR:-/tmp}}/go-k8s-debug-$uid"
+py=""
+for p in {python}; do
+  case "$p" in /*) [ -x "$p" ] && py="$p" ;; *) py=$(command -v "$p" 2>/dev/null) ;; esac
+  [ -n "$py" ] && break
+done
+if [ "$uid" = 0 ] && [ -n "$py" ] && [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] \
+    && [ -s "$d/{file}" ]; then
+  echo gkd:cached=yes; echo gkd:exec
+  exec "$py" -I "$d/{file}" {args}
+fi
 mkdir -p -m 700 "$d" 2>/dev/null
 if [ -L "$d" ] || [ ! -O "$d" ]; then echo "gkd:baddir=$d"; echo gkd:end; exit 0; fi
 echo "gkd:dir=$d"
-uid=$(id -u); echo "gkd:uid=$uid"
-py=""
-for p in {python}; do
-  if command -v "$p" >/dev/null 2>&1; then py=$(command -v "$p"); echo "gkd:python=$py"; break; fi
-done
+echo "gkd:uid=$uid"
+[ -n "$py" ] && echo "gkd:python=$py"
 cached=""
-if [ -f "$d/{file}" ] && echo "{sha}  $d/{file}" | sha256sum -c --status 2>/dev/null; then
-  cached=yes; echo gkd:cached=yes
-fi
+if [ -s "$d/{file}" ]; then cached=yes; echo gkd:cached=yes; fi
 sudo=""
 if [ "$uid" != 0 ]; then sudo -n true 2>/dev/null && {{ sudo="sudo -n"; echo gkd:sudo=ok; }}; fi
-if [ -n "$cached" ] && [ -n "$py" ] && {{ [ "$uid" = 0 ] || [ -n "$sudo" ]; }}; then
+if [ -n "$cached" ] && [ -n "$py" ] && [ -n "$sudo" ]; then
   echo gkd:exec
-  exec $sudo "$py" "$d/{file}" {args}
+  exec $sudo "$py" -I "$d/{file}" {args}
 fi
 echo gkd:end
 """
@@ -384,19 +548,89 @@ class SSHTransport:
             raise
         return conn, jump_conn
 
-    async def _start(self, link: SSHLink, host: str, target: AgentTarget) -> None:
-        import time
+    def _preflight(self, b: AgentBundle, args: str) -> str:
+        py = shlex.quote(self.options.python) if self.options.python else "/usr/bin/python3 python3"
+        return _PREFLIGHT.format(python=py, file=b.filename, args=args)
 
+    async def _spawn_standby(self, lease: _Pooled, b: AgentBundle) -> None:
+        """Start an agent ahead on ``lease``'s connection, for the next attach to this node.
+
+        Waits a little first, so it does not compete with the agent that just
+        started. Only on the warm path (cached bundle, root or sudo); silent on failure.
+        """
+        if not b.standby or lease.standby is not None or lease.standby_spawning:
+            return
+        lease.standby_spawning = True
+        proc = None
+        try:
+            await asyncio.sleep(STANDBY_DELAY_S)
+            if _POOL.current(lease.key) is not lease or not lease.alive():
+                return
+            proc = await lease.conn.create_process(
+                self._preflight(b, "--standby"), encoding=None
+            )
+            while True:
+                line = await asyncio.wait_for(proc.stdout.readline(), 30)
+                text = line.decode("utf-8", "replace").strip()
+                if not line or text == "gkd:end":
+                    return
+                if text == "gkd:exec":
+                    break
+            if _POOL.current(lease.key) is not lease or lease.standby is not None:
+                return
+            lease.standby, lease.standby_sha, proc = proc, b.sha256, None
+        except Exception:  # noqa: BLE001 - a standby is an optimisation only
+            return
+        finally:
+            lease.standby_spawning = False
+            if proc is not None:
+                _end(proc)
+
+    def _pool_key(self, host: str) -> tuple[Any, ...]:
+        o = self.options
+        return (host, tuple(o.config_paths()), o.jump, o.user, o.key, o.known_hosts)
+
+    async def _start(self, link: SSHLink, host: str, target: AgentTarget) -> None:
         t0 = time.monotonic()
-        link._conn, link._jump = await self._connect(host)
-        conn = link._conn
+        key = self._pool_key(host)
+        lease, reused = await _POOL.acquire(key, lambda: self._connect(host))
+        link._lease = lease
         t1 = time.monotonic()
         b = self.bundle()
-        py = shlex.quote(self.options.python) if self.options.python else "/usr/bin/python3 python3"
         args = " ".join(shlex.quote(a) for a in target.agent_args())
-        proc = await conn.create_process(
-            _PREFLIGHT.format(python=py, file=b.filename, sha=b.sha256, args=args), encoding=None
-        )
+        standby = lease.take_standby(b.sha256) if reused else None
+        if standby is not None:
+            try:
+                standby.stdin.write((json.dumps(target.agent_args()) + "\n").encode())
+            except Exception:  # noqa: BLE001 - it died: start one the usual way
+                _end(standby)
+                standby = None
+        if standby is not None:
+            link._proc = standby
+            t2 = time.monotonic()
+            asyncio.get_running_loop().create_task(link._pump())
+            self.last_timings = {
+                "connect_s": t1 - t0, "start_s": t2 - t1, "preflight_s": 0.0,
+                "cold_start_s": 0.0, "cached": 1.0, "reused": 1.0, "standby": 1.0,
+            }  # fmt: skip
+            asyncio.get_running_loop().create_task(self._spawn_standby(lease, b))
+            return
+        cmd = self._preflight(b, args)
+        try:
+            proc = await asyncio.wait_for(
+                lease.conn.create_process(cmd, encoding=None), self.options.connect_timeout
+            )
+        except Exception:
+            if not reused:
+                raise
+            # The kept connection died under us (node rebooted, link dropped): a new one.
+            link._lease = None
+            _POOL.release(lease, broken=True)
+            lease, reused = await _POOL.acquire(key, lambda: self._connect(host))
+            link._lease = lease
+            t1 = time.monotonic()
+            proc = await lease.conn.create_process(cmd, encoding=None)
+        conn = lease.conn
         facts: dict[str, str] = {}
         execd = False
         while True:
@@ -412,6 +646,7 @@ class SSHTransport:
             if text.startswith("gkd:") and "=" in text:
                 k, v = text[4:].split("=", 1)
                 facts[k] = v
+        t_pre = time.monotonic()
         if execd:
             link._proc = proc  # the warm path: this process is now the agent
         else:
@@ -427,8 +662,14 @@ class SSHTransport:
         self.last_timings = {
             "connect_s": t1 - t0,
             "start_s": t2 - t1,
+            "preflight_s": t_pre - t1,  # checks answered (warm: the agent exec'd)
+            "cold_start_s": t2 - t_pre,  # upload + separate agent start (0 when warm)
             "cached": float(facts.get("cached") == "yes"),
+            "reused": float(reused),
+            "standby": 0.0,
         }
+        # The bundle is on the node now: have an agent ready for the next attach.
+        asyncio.get_running_loop().create_task(self._spawn_standby(lease, b))
 
     async def _cold_start(
         self, conn: Any, host: str, facts: dict[str, str], stderr: str, b: AgentBundle, args: str
@@ -478,5 +719,5 @@ class SSHTransport:
             if up.exit_status != 0:
                 msg = (up.stderr or b"").decode("utf-8", "replace").strip()
                 raise TransportError(f"Could not upload the agent to {host}: {msg}.")
-        cmd = f"{sudo}{shlex.quote(python)} {qpath} {args}"
+        cmd = f"{sudo}{shlex.quote(python)} -I {qpath} {args}"
         return await conn.create_process(cmd, encoding=None)
