@@ -14,6 +14,7 @@ APT_PACKAGES=(
   busybox-static                           # the sandbox's non-Go container
   librsvg2-bin tmux                        # looking at the console: SVG to PNG, headless terminal
   wrk                                      # `make bench`: load on the healthy service (loopback)
+  golang-1.19-go fzf                       # symbolizer tests: Go 1.19 toolchain, a Debian-built Go binary
   ca-certificates git
 )
 

@@ -16,12 +16,20 @@ from typing import NamedTuple
 
 from .buildinfo import BUILDINFO_MAGIC, parse_go_version
 from .elf import ElfError, ElfFile
-from .gopclntab import MAGIC_118, MAGIC_120, Pclntab, PclntabError, looks_like_header
+from .gopclntab import (
+    MAGIC_118,
+    MAGIC_120,
+    Pclntab,
+    PclntabError,
+    UnsupportedGoVersion,
+    looks_like_header,
+)
 
 # moduledata (runtime/symtab.go) starts: pcHeader, 6 slices (18 words),
 # findfunctab, minpc, maxpc, text (word 22). Further down, ``rodata`` is followed
 # by ``gofunc``, but the words in between change between releases (1.27 added
 # typedesclen, itaboffset, itabsize), so gofunc is found by that pattern.
+# Go 1.18-1.19 place go.func.* in .rodata, Go 1.20+ inside the pclntab section.
 _MODULEDATA_TEXT_WORD = 22
 _MODULEDATA_SCAN_WORDS = 64
 
@@ -50,6 +58,8 @@ class Binary:
         self.go_version = self._go_version()
         self.pclntab: Pclntab | None = None
         self.pclntab_error = ""
+        # Set when the binary is Go but older than the pclntab layouts read here.
+        self.unsupported_go = ""
         self._load_pclntab()
         self.is_go = self.pclntab is not None or self.go_version is not None
         syms = elf.func_symbols()
@@ -70,7 +80,7 @@ class Binary:
     def _find_pclntab(self) -> tuple[int | None, int | None]:
         """``(file offset, vaddr)`` of the pcHeader."""
         elf = self.elf
-        sec = elf.sections.get(".gopclntab")
+        sec = self._pclntab_section()
         if sec is not None and sec.size:
             return sec.offset, sec.addr
         # PIE and some external links: no section header, but the symbol.
@@ -91,6 +101,11 @@ class Binary:
                 pos = elf.data.find(needle, pos + 1)
         return None, None
 
+    def _pclntab_section(self):
+        # Internally linked PIE (Go 1.18-1.19 seen) names it .data.rel.ro.gopclntab.
+        secs = self.elf.sections
+        return secs.get(".gopclntab") or secs.get(".data.rel.ro.gopclntab")
+
     def _text_start(self) -> int | None:
         sec = self.elf.sections.get(".text")
         if sec is not None:
@@ -98,7 +113,7 @@ class Binary:
         va = self.elf.symbol_value("runtime.text")
         return va or None
 
-    def _find_gofunc(self, pcln_va: int) -> int | None:
+    def _find_gofunc(self, pcln_va: int, text_start: int | None) -> int | None:
         """Address of go:func.* (inline trees live there): from .symtab, else
         from runtime.firstmoduledata, found by its first word (the pcHeader
         address) in .go.module (Go 1.26+) or .noptrdata. When a linker leaves
@@ -108,9 +123,12 @@ class Binary:
         if va:
             return va
         rodata = elf.sections.get(".rodata")
-        pcln = elf.sections.get(".gopclntab")
-        if rodata is None or pcln is None:
+        pcln = self._pclntab_section()
+        if rodata is None or pcln is None or not text_start:
             return None
+
+        def holds_gofunc(addr: int) -> bool:
+            return any(sec.addr < addr < sec.addr + sec.size for sec in (pcln, rodata))
         needle = struct.pack("<Q", pcln_va)
         n = _MODULEDATA_SCAN_WORDS
         for name in (".go.module", ".noptrdata", ".data"):
@@ -123,12 +141,13 @@ class Binary:
                 if (pos - lo) % 8 == 0 and pos + 8 * n <= elf.size:
                     w = struct.unpack_from(f"<{n}Q", elf.data, pos)
                     # funcnametab must point into the table, text must be .text.
-                    if w[1] > pcln_va and w[_MODULEDATA_TEXT_WORD] == self._text_start():
-                        # go:func.* lives inside the pclntab section, right
-                        # after the rodata word: take the last such pair.
+                    if w[1] > pcln_va and w[_MODULEDATA_TEXT_WORD] == text_start:
+                        # go:func.* follows the rodata word: take the last such pair.
                         for i in range(n - 1, _MODULEDATA_TEXT_WORD, -1):
-                            if (w[i - 1] == rodata.addr
-                                    and pcln.addr < w[i] < pcln.addr + pcln.size):
+                            # runtime.rodata: .rodata's start, or just past it
+                            # when an external linker put C read-only data first.
+                            near_rodata = rodata.addr <= w[i - 1] < rodata.addr + 4096
+                            if near_rodata and holds_gofunc(w[i]):
                                 return w[i]
                         return None
                 pos = elf.data.find(needle, pos + 1, hi)
@@ -140,14 +159,19 @@ class Binary:
             return
         elf = self.elf
         text = None
-        hdr_text = struct.unpack_from("<Q", elf.data, off + 24)[0]
+        hdr_text = struct.unpack_from("<Q", elf.data, off + 24)[0] if off + 32 <= elf.size else 0
         if hdr_text == 0:
             text = self._text_start()  # Go 1.26+: textStart is no longer written
-        gofunc = self._find_gofunc(va) if elf.data[off:off + 4] == struct.pack("<I", MAGIC_120) \
-            else None
+        gofunc = None
+        if elf.data[off:off + 4] in (struct.pack("<I", MAGIC_120), struct.pack("<I", MAGIC_118)):
+            # moduledata.text equals the header's textStart when one is written
+            # (an external link puts C code first, so .text starts earlier).
+            gofunc = self._find_gofunc(va, hdr_text or text)
         try:
             self.pclntab = Pclntab(elf.data, text_start=text, gofunc=gofunc,
                                    read_vaddr=elf.read_vaddr, base=off)
+        except UnsupportedGoVersion as e:
+            self.pclntab_error = self.unsupported_go = str(e)
         except (PclntabError, struct.error, IndexError) as e:
             self.pclntab_error = str(e)
             self.pclntab = None

@@ -18,15 +18,38 @@ from bisect import bisect_right
 MAGIC_118 = 0xFFFFFFF0
 MAGIC_120 = 0xFFFFFFF1
 SUPPORTED_MAGICS = (MAGIC_118, MAGIC_120)
-OLD_MAGICS = (0xFFFFFFFB, 0xFFFFFFFA)  # Go 1.2-1.15, 1.16-1.17: reported, not parsed
+# Older tables: recognised and reported as an unsupported Go version, not parsed.
+OLD_MAGICS = {0xFFFFFFFB: "1.2-1.15", 0xFFFFFFFA: "1.16-1.17"}
 
 PCDATA_INL_TREE_INDEX = 2
 FUNCDATA_INL_TREE = 3
-INLINED_CALL_SIZE = 16  # Go 1.20+: funcID u8, pad[3], nameOff i32, parentPc i32, startLine i32
+# runtime.inlinedCall. Go 1.20+: funcID u8, pad[3], nameOff i32, parentPc i32,
+# startLine i32. Go 1.18-1.19: parent i16, funcID u8, pad, file i32, line i32,
+# func_ i32 (nameOff), parentPc i32. Both give the name and the parent PC,
+# which is all the expansion needs.
+INLINED_CALL_SIZE = 16
+INLINED_CALL_SIZE_118 = 20
+_INLINED_CALL = {MAGIC_120: ("<B3xiii", INLINED_CALL_SIZE),
+                 MAGIC_118: ("<hBxiiii", INLINED_CALL_SIZE_118)}
 
 
 class PclntabError(ValueError):
     """The bytes are not a pclntab this parser understands."""
+
+
+class UnsupportedGoVersion(PclntabError):
+    """A real Go pclntab, from a Go release older than 1.18."""
+
+
+def unsupported_message(magic: int) -> str | None:
+    """The sentence shown for a pclntab of a Go release this parser does not
+    read, or None when ``magic`` is not one of those."""
+    rel = OLD_MAGICS.get(magic)
+    if rel is None:
+        return None
+    return (f"unsupported Go version: the binary's symbol table (pclntab magic {magic:#x}) is "
+            f"from Go {rel}; function names are read from Go 1.18 and newer, "
+            "rebuild with a newer Go or keep the ELF symbols (no -ldflags=-s)")
 
 
 def header_magic(buf, off: int = 0) -> int:
@@ -71,7 +94,7 @@ class Pclntab:
             raise PclntabError("pclntab too short")
         magic = header_magic(buf, base)
         if magic in OLD_MAGICS:
-            raise PclntabError(f"pclntab of Go older than 1.18 (magic {magic:#x}) is not supported")
+            raise UnsupportedGoVersion(unsupported_message(magic))
         if not looks_like_header(buf, base):
             raise PclntabError(f"no Go 1.18+ pclntab header (magic {magic:#x})")
         self.buf = buf
@@ -202,7 +225,7 @@ class Pclntab:
         pcfile, pcln, _np, cu_offset = struct.unpack_from("<IIII", buf, fo + 20)
         line = self._pcvalue(pcln, entry, pc)
         fileno = self._pcvalue(pcfile, entry, pc)
-        fname = "?"
+        fname = ""  # unknown (padding between functions): Frame's "empty when unknown"
         if fileno >= 0:
             idx = self.cu_off + (cu_offset + fileno) * 4
             if idx + 4 <= len(buf):
@@ -215,7 +238,7 @@ class Pclntab:
 
     def _inline_tree(self, fo: int) -> tuple[int, int | None]:
         """``(pcdata offset of the inline index table, inline tree address)``."""
-        if self.magic != MAGIC_120 or self.gofunc is None or self.read_vaddr is None:
+        if self.magic not in _INLINED_CALL or self.gofunc is None or self.read_vaddr is None:
             return 0, None
         npcdata = struct.unpack_from("<I", self.buf, fo + 28)[0]
         nfuncdata = self.buf[fo + self.fixed_func_size - 1]
@@ -242,6 +265,7 @@ class Pclntab:
         entry = self.func_entry(i)
         out = []
         idx_table, tree = self._inline_tree(fo)
+        call_fmt, call_size = _INLINED_CALL[self.magic]
         cur = pc
         for _depth in range(64):  # bounded: a corrupt tree must not loop forever
             if tree is None:
@@ -249,10 +273,14 @@ class Pclntab:
             ix = self._pcvalue(idx_table, entry, cur)
             if ix < 0:
                 break
-            raw = self.read_vaddr(tree + ix * INLINED_CALL_SIZE, INLINED_CALL_SIZE)
-            if raw is None or len(raw) < INLINED_CALL_SIZE:
+            raw = self.read_vaddr(tree + ix * call_size, call_size)
+            if raw is None or len(raw) < call_size:
                 break
-            _fid, name_off, parent_pc, _sl = struct.unpack("<B3xiii", raw)
+            fields = struct.unpack(call_fmt, raw)
+            if self.magic == MAGIC_120:
+                name_off, parent_pc = fields[1], fields[2]
+            else:
+                name_off, parent_pc = fields[4], fields[5]
             fname, line = self._file_line(fo, entry, cur)
             out.append((self._name_at(name_off), fname, line))
             cur = entry + parent_pc

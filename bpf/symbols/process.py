@@ -151,8 +151,13 @@ class ProcessSymbolizer:
             fr: list[Frame] = []
             if b is not None:
                 fr = b.frames(va - 1 if return_address else va, inline=self.inline)
-            if not fr:
-                out: tuple[str, ...] = (unresolved_label(addr, module),)
+            if not fr and b is not None and b.unsupported_go:
+                # Say why once per frame instead of a bare address: a Go release
+                # older than 1.18 (its pclntab layout is not read here).
+                why = f"{module}: unsupported Go version"
+                out: tuple[str, ...] = (unresolved_label(addr, why),)
+            elif not fr:
+                out = (unresolved_label(addr, module),)
             elif self.lines:
                 out = tuple(f"{f.func} {f.file}:{f.line}" if f.line > 0 else f.func
                             for f in fr)
