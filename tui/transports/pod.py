@@ -231,6 +231,7 @@ class PodLink:
         self._status: dict[str, Any] | None = None
         self._closed = False
         self._wlock = threading.Lock()
+        self._close_lock = threading.Lock()
 
     def lines(self) -> Iterator[bytes]:
         ws = self._ws
@@ -265,14 +266,16 @@ class PodLink:
             raise TransportError(f"The agent pod's exec session is gone: {e}.") from None
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._ws.close()  # the kubelet closes the agent's stdin: it detaches and exits
-        except Exception:  # noqa: BLE001
-            pass
-        self._t.delete_pod(self.name, self.namespace)
+        # A second caller (the session's reader and its close()) waits until the pod is gone.
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._ws.close()  # the kubelet closes the agent's stdin: it detaches and exits
+            except Exception:  # noqa: BLE001
+                pass
+            self._t.delete_pod(self.name, self.namespace)
 
     def end_reason(self) -> str:
         st = self._status or {}
@@ -314,12 +317,28 @@ class PodTransport:
         self.image = image
         self.namespace = namespace
         self.running_timeout = running_timeout
-        self.log = log or (lambda level, msg: None)
+        self._log = log
+        self._early: list[tuple[str, str]] = []
+        self._log_lock = threading.Lock()
         #: Seconds of the last start: pod create -> Running, exec opened, total.
         self.timings: dict[str, float] = {}
 
     def set_log(self, log: Callable[[str, str], None]) -> None:
-        self.log = log
+        """Where to say what was created and deleted; earlier messages are replayed."""
+        with self._log_lock:
+            self._log, early, self._early = log, self._early, []
+        for level, msg in early:
+            log(level, msg)
+
+    def log(self, level: str, msg: str) -> None:
+        # The session starts its attach thread before it can hand us its log: keep
+        # what is said until then.
+        with self._log_lock:
+            if self._log is None:
+                self._early.append((level, msg))
+                return
+            log = self._log
+        log(level, msg)
 
     def start(self, target: AgentTarget) -> PodLink:
         if not target.node:
