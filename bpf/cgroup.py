@@ -162,11 +162,16 @@ class CpuDirs:
     path: str
 
 
-def cpu_dirs_for_pid(pid: int, mounts: list[Mount] | None = None) -> CpuDirs:
+def cpu_dirs_for_pid(pid: int, mounts: list[Mount] | None = None, match=None) -> CpuDirs:
     """Find the cpu (and cpuacct) cgroup directories of a process.
 
-    Prefers the v1 cpu controller when it is mounted (hybrid hosts keep an
-    empty unified hierarchy); otherwise the v2 unified hierarchy.
+    On a hybrid host a process has a v1 cpu path and a cgroup2 path, and a
+    runtime may have placed it in only one of them. ``match`` (a predicate on
+    a /proc/PID/cgroup path, e.g. "names this pod") picks the hierarchy that
+    holds the container. Without it, or when both or neither match, the v1
+    cpu controller wins (hybrid hosts usually keep cgroup2 empty), except when
+    the v1 path is the root and the cgroup2 path is not: then the process was
+    placed with cgroup2 only.
 
     Raises:
         LookupError: with a sentence naming what was looked for and where.
@@ -192,8 +197,14 @@ def cpu_dirs_for_pid(pid: int, mounts: list[Mount] | None = None) -> CpuDirs:
                     return d
         return None
 
+    v1_ok = "cpu" in by_ctrl
+    if v1_ok and unified is not None:
+        if match is not None and match(unified.path) and not match(by_ctrl["cpu"].path):
+            v1_ok = False
+        elif match is None and by_ctrl["cpu"].path == "/" and unified.path not in ("/", ""):
+            v1_ok = False
     problems = []
-    if "cpu" in by_ctrl:
+    if v1_ok:
         cpu = v1_dir("cpu")
         if cpu is not None:
             return CpuDirs(1, cpu, v1_dir("cpuacct") or cpu, by_ctrl["cpu"].path)
@@ -261,13 +272,24 @@ def read_cpu_pressure(cgroup_dir: str) -> tuple[float, int] | None:
 class CpuStat:
     """Cumulative CPU counters of one cgroup, in ns, plus its current limit."""
 
-    nr_periods: int
-    nr_throttled: int
-    throttled_ns: int
+    #: None when not measured (cgroup2 without the cpu controller).
+    nr_periods: int | None
+    nr_throttled: int | None
+    throttled_ns: int | None
     usage_ns: int | None
-    #: -1: no limit.
-    quota_us: int
+    #: -1: no limit; None: unknown (no cpu controller on this cgroup2 directory).
+    quota_us: int | None
     period_us: int
+    #: False on a cgroup2 directory whose cpu controller is not enabled: the
+    #: kernel then writes only usage to cpu.stat and no cpu.max exists.
+    cpu_controller: bool = True
+
+
+CPU_CONTROLLER_OFF_NOTE = (
+    "cpu controller not enabled on this cgroup v2 node: cpu.stat has CPU usage only, so "
+    "throttling is not measured here (no periods, no quota); enable it with "
+    "'echo +cpu > cgroup.subtree_control' in the parent cgroups, or read the v1 cpu hierarchy"
+)
 
 
 def _read(path: str) -> str | None:
@@ -310,6 +332,13 @@ def read_cpu_stat(version: int, cpu_dir: str, cpuacct_dir: str | None = None) ->
     if version == 2:
         usage = kv.get("usage_usec")
         max_text = _read(os.path.join(cpu_dir, "cpu.max"))
+        # nr_periods and cpu.max exist only where the cpu controller is enabled
+        # (the parent's cgroup.subtree_control has "cpu"): without it, no
+        # throttling is measured, which is not the same as none happening.
+        controller = "nr_periods" in kv or max_text is not None
+        if not controller:
+            return CpuStat(None, None, None, None if usage is None else usage * 1000,
+                           None, 100000, cpu_controller=False)
         quota, period = parse_cpu_max(max_text) if max_text else (-1, 100000)
         return CpuStat(
             nr_periods=kv.get("nr_periods", 0),
@@ -344,7 +373,7 @@ def stat_delta(prev: CpuStat, cur: CpuStat) -> dict[str, object]:
             return None
         return b - a if b >= a else b
 
-    return {
+    out: dict[str, object] = {
         "nr_periods": d(prev.nr_periods, cur.nr_periods),
         "nr_throttled": d(prev.nr_throttled, cur.nr_throttled),
         "throttled_ns": d(prev.throttled_ns, cur.throttled_ns),
@@ -352,3 +381,7 @@ def stat_delta(prev: CpuStat, cur: CpuStat) -> dict[str, object]:
         "quota_us": cur.quota_us,
         "period_us": cur.period_us,
     }
+    if not cur.cpu_controller:
+        out["throttling"] = "not_measured"
+        out["note"] = CPU_CONTROLLER_OFF_NOTE
+    return out

@@ -469,7 +469,11 @@ def _build(pid: int, pod_uid: str | None, container_id: str | None) -> Target:
             "the agent must run as root on the node" if denied else "the process exited",
         ) from None
     try:
-        dirs = cg.cpu_dirs_for_pid(pid)
+        match = None
+        if pod_uid or container_id:
+            def match(path: str) -> bool:
+                return path_matches(path, pod_uid, container_id)
+        dirs = cg.cpu_dirs_for_pid(pid, match=match)
     except (LookupError, OSError) as e:
         raise TargetError(
             "no_cgroup",

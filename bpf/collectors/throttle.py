@@ -9,6 +9,12 @@ limit (the sum of its containers') throttles too.
 ``throttled_ns`` is summed over per-CPU run queues by the kernel, so it is
 throttled CPU-time and can exceed the interval on multi-core machines.
 
+On a cgroup2 directory without the cpu controller (a hybrid host whose cpu
+controller is bound to v1, or a v2 node that did not delegate it) cpu.stat has
+usage only: the period and throttling fields are None, the dict says
+``throttling: "not_measured"`` with a ``note``, and a warning log frame says so
+once. Never 0 % throttling as if it had been measured.
+
 Where the cgroup has a cgroup2 directory (v2, or a hybrid host's unified
 twin), each dict also carries CPU pressure (PSI): ``pressure_some_ns`` (delta
 of time some task waited for CPU) and ``pressure_some_avg10`` (%). The frame
@@ -35,6 +41,7 @@ class ThrottleCollector(Collector):
         self._prev: dict[str, cg.CpuStat] = {}
         self._prev_psi: dict[str, tuple[float, int]] = {}
         self._prev_mono: int | None = None
+        self._said_unmeasured = False
 
     def _dirs(self) -> dict[str, tuple]:
         cgs = self.target.cgroups
@@ -101,7 +108,13 @@ class ThrottleCollector(Collector):
         self._prev, self._prev_psi, self._prev_mono = cur, psi, mono
         if fields["container"] is None:
             return []
-        return [
+        out: list[Frame] = []
+        if not self._said_unmeasured and any(not st.cpu_controller for st in cur.values()):
+            # Once, in the session log: the frames carry it per cgroup too.
+            self._said_unmeasured = True
+            out.append(make_frame("log", t=self.clock_now_ns(), level="warning",
+                                  msg="throttle: " + cg.CPU_CONTROLLER_OFF_NOTE))
+        return out + [
             make_frame(
                 "throttle",
                 t=self.clock_now_ns(),
