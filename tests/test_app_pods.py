@@ -42,7 +42,7 @@ def screen_text(app) -> str:
 
 
 def keys(table: PodTable) -> list[str]:
-    return [row.key.value for row in table.ordered_rows]
+    return table.keys()
 
 
 async def test_lists_namespace_and_filters_as_you_type():
@@ -99,7 +99,7 @@ async def test_rows_update_in_place_and_the_cursor_stays_on_its_pod():
         await wait_for(pilot, lambda: "demo/aaa-new" in keys(table)
                        and "demo/cpu-hog-5c6b7" not in keys(table))
         assert keys(table)[0] == "demo/aaa-new"
-        assert table.get_cell("demo/crashy-0a1b2", "restarts").plain == "8"
+        assert table.row("demo/crashy-0a1b2").cell("restarts") == "8"
         assert table.cursor_key == "demo/leak-7d9f8"
 
 
@@ -174,9 +174,9 @@ async def test_narrowing_removes_many_rows_at_once_and_keeps_the_table_consisten
         narrowed = keys(table)
         assert narrowed and len(narrowed) < len(everything)
         assert narrowed == [k for k in everything if k.startswith("demo/")]
-        # Row indices are consistent after the batch removal: each key finds its row.
-        assert [table.get_row_index(k) for k in narrowed] == list(range(len(narrowed)))
+        # Row indices are consistent after narrowing: each key finds its row.
+        assert [table.rows.index_of(k) for k in narrowed] == list(range(len(narrowed)))
         for _ in "demo":
             await pilot.press("backspace")
         assert keys(table) == everything
-        assert [table.get_row_index(k) for k in everything] == list(range(len(everything)))
+        assert [table.rows.index_of(k) for k in everything] == list(range(len(everything)))

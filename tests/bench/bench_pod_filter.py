@@ -282,13 +282,13 @@ async def _drive_marked(app, hook, marks, n, text, list_timeout, scroll, t0, rss
     }
 
 
-def run_recorded(n: int, text: str) -> dict:
+def run_recorded(n: int, text: str, scroll: bool = True) -> dict:
     from tui.app import GoDebugApp
     from tui.sources.recorded import RecordedPodSource
 
     app = GoDebugApp(RecordedPodSource(recorded_pods(n)), NoSessions(), SystemClock(),
                      namespace=None)
-    return asyncio.run(_drive(app, n, text, list_timeout=120))
+    return asyncio.run(_drive(app, n, text, list_timeout=120, scroll=scroll))
 
 
 def run_sandbox(n: int, text: str) -> dict:
@@ -332,7 +332,9 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} / {max(values):.1f} ms"
 
 
-def pod_filter(quick: bool = False, recorded_only: bool = False) -> report.Section:
+def pod_filter(
+    quick: bool = False, recorded_only: bool = False, scroll: bool = True
+) -> report.Section:
     """5,000 pods: keystroke to filtered table drawn (p50/max), RSS, time to list."""
     text = "svc-4" if quick else FILTER
     sec = report.Section(
@@ -346,7 +348,7 @@ def pod_filter(quick: bool = False, recorded_only: bool = False) -> report.Secti
             runs.append(("sandbox API server (KubePodSource)", run_sandbox(N_PODS, text)))
         except BenchError as e:
             sec.notes.append(f"Sandbox run not measured: {e}")
-    runs.append(("recorded source", run_recorded(N_PODS, text)))
+    runs.append(("recorded source", run_recorded(N_PODS, text, scroll)))
     t = report.Table(["measure"] + [name for name, _ in runs])
     if any("create_s" in r for _, r in runs):
         t.add(f"create {N_PODS:,} pods (8 client threads)",
@@ -356,8 +358,9 @@ def pod_filter(quick: bool = False, recorded_only: bool = False) -> report.Secti
     t.add(f"typing {text!r}: key to table drawn, p50 / max", *(_ms(r["typing"]) for _, r in runs))
     t.add("erasing it (backspace): key to table drawn, p50 / max",
           *(_ms(r["erasing"]) for _, r in runs))
-    t.add("end / home (scroll 5,000 rows): key to table drawn",
-          *(" / ".join(f"{x:.1f}" for x in r["scroll"]) + " ms" for _, r in runs))
+    if scroll:
+        t.add("end / home (scroll 5,000 rows): key to table drawn",
+              *(" / ".join(f"{x:.1f}" for x in r["scroll"]) + " ms" for _, r in runs))
     t.add("process CPU per key (typing and erasing), p50 / max",
           *(_ms(r["cpu"]) for _, r in runs))
     t.add("pods matching after each key", *(" ".join(map(str, r["shown"])) for _, r in runs))
@@ -383,12 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.bench_pod_filter")
     p.add_argument("--quick", action="store_true", help="a shorter filter")
     p.add_argument("--recorded-only", action="store_true", help="skip the sandbox run")
+    p.add_argument("--no-scroll", action="store_true",
+                   help="skip end/home (for a checkout with the old 500-row DataTable)")
     p.add_argument("--create", nargs=2, metavar=("KUBECONFIG", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.create:
         print(f"{create_pods(args.create[0], int(args.create[1])):.3f}")
         return 0
-    sec = pod_filter(args.quick, recorded_only=args.recorded_only)
+    sec = pod_filter(args.quick, recorded_only=args.recorded_only, scroll=not args.no_scroll)
     print(f"## {sec.title}\n\nGoal: {sec.goal}\n")
     for table in sec.tables:
         print(table.markdown() + "\n")

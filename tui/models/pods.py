@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from tui.models.text import clean
 from tui.sources.base import PodEvent, PodInfo
 
-# (column key, heading) in display order; keys are the DataTable column keys.
+# (column key, heading) in display order.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("namespace", "NAMESPACE"),
     ("name", "NAME"),
@@ -63,6 +65,68 @@ def pod_row(pod: PodInfo, now: float) -> PodRow:
     )
 
 
+_AGE = COLUMN_KEYS.index("age")
+
+# One filtered pod: the pod, its cells (age as at creation) and its filter text.
+_Entry = tuple[PodInfo, PodRow, str]
+
+
+class PodRowsView(Sequence[PodRow]):
+    """The filtered, sorted rows at one moment, built lazily.
+
+    The pod table reads only the rows it draws, so a keystroke that matches
+    5,000 pods builds no 5,000 rows: a row (with its age at ``now``) is made
+    when it is read. The view never changes after it is made; the model makes
+    a new one for every change.
+    """
+
+    def __init__(self, entries: Sequence[_Entry], now: float) -> None:
+        self._entries = entries
+        self.now = now
+        self._keys: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, i: int) -> PodRow: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[PodRow]: ...
+
+    def __getitem__(self, i: int | slice) -> PodRow | list[PodRow]:
+        if isinstance(i, slice):
+            return [self._row(e) for e in self._entries[i]]
+        return self._row(self._entries[i])
+
+    def _row(self, entry: _Entry) -> PodRow:
+        pod, row, _hay = entry
+        age = format_age(self.now - pod.created)
+        if row.cells[_AGE] == age:
+            return row
+        return PodRow(row.key, row.cells[:_AGE] + (age,) + row.cells[_AGE + 1 :])
+
+    def key(self, i: int) -> str:
+        """The row key (``namespace/name``) of row ``i``."""
+        return self._entries[i][1].key
+
+    def pod(self, i: int) -> PodInfo:
+        return self._entries[i][0]
+
+    def index_of(self, key: str) -> int | None:
+        """Where the pod ``key`` is in this view, or None when it is not shown."""
+        # A list and C's list.index: ~0.2 ms at 5,000 rows, a third of a dict's build.
+        if self._keys is None:
+            self._keys = [e[1].key for e in self._entries]
+        try:
+            return self._keys.index(key)
+        except ValueError:
+            return None
+
+
+EMPTY_VIEW = PodRowsView((), 0.0)
+
+
 def _haystack(pod: PodInfo) -> str:
     return " ".join(
         [pod.namespace, pod.name, pod.status, pod.node or ""]
@@ -84,7 +148,7 @@ class PodTableModel:
         # Per pod object: its cleaned cells and its lowercase filter text. Cleaning
         # and joining thousands of pods on every keystroke would cost more than the
         # filter itself.
-        self._cache: dict[str, tuple[PodInfo, PodRow, str]] = {}
+        self._cache: dict[str, _Entry] = {}
         self.filter_text = ""
         self.sort_column = "namespace"
         self.status_message = ""
@@ -92,9 +156,9 @@ class PodTableModel:
         self.match_count = 0  # rows matching the filter at the last rows() call
         # The sorted pods, rebuilt only when pods or the sort column change, and the
         # last filter's matches: typing one more character filters those, not all.
-        self._sorted: list[tuple[PodInfo, PodRow, str]] | None = None
+        self._sorted: list[_Entry] | None = None
         self._sorted_by = ""
-        self._matched: tuple[str, list[tuple[PodInfo, PodRow, str]]] | None = None
+        self._matched: tuple[str, list[_Entry]] | None = None
 
     def apply(self, event: PodEvent) -> None:
         """Fold one watch event in."""
@@ -115,6 +179,12 @@ class PodTableModel:
         self.filter_text = text
         self.generation += 1
 
+    def view(self, now: float) -> PodRowsView:
+        """Every row matching the filter, sorted, as a lazy view (ages at ``now``)."""
+        matched = self._filter()
+        self.match_count = len(matched)
+        return PodRowsView(matched, now)
+
     def rows(self, now: float, limit: int | None = None) -> list[PodRow]:
         """The rows to show, filtered and sorted (namespace, then name, by default).
 
@@ -123,15 +193,9 @@ class PodTableModel:
         """
         matched = self._filter()
         self.match_count = len(matched)
-        out = []
-        for p, row, _hay in matched if limit is None else matched[:limit]:
-            age = format_age(now - p.created)
-            if row.cells[5] != age:
-                row = PodRow(row.key, row.cells[:5] + (age,) + row.cells[6:])
-            out.append(row)
-        return out
+        return PodRowsView(matched if limit is None else matched[:limit], now)[:]
 
-    def _filter(self) -> list[tuple[PodInfo, PodRow, str]]:
+    def _filter(self) -> list[_Entry]:
         text = self.filter_text.lower()
         words = text.split()
         base = self._sorted_entries()
@@ -140,11 +204,15 @@ class PodTableModel:
         # its rows (every old word is a substring of a new one), so search those.
         if last is not None and text.startswith(last[0]):
             base = last[1]
-        matched = [e for e in base if all(w in e[2] for w in words)] if words else base
+        if len(words) == 1:  # the usual case, and 3x faster without all()
+            word = words[0]
+            matched = [e for e in base if word in e[2]]
+        else:
+            matched = [e for e in base if all(w in e[2] for w in words)] if words else base
         self._matched = (text, matched)
         return matched
 
-    def _sorted_entries(self) -> list[tuple[PodInfo, PodRow, str]]:
+    def _sorted_entries(self) -> list[_Entry]:
         if self._sorted is None or self._sorted_by != self.sort_column:
             pods = list(self.pods.values())
             if self.sort_column == "restarts":
@@ -160,7 +228,7 @@ class PodTableModel:
                 self._cache = {k: v for k, v in self._cache.items() if k in self.pods}
         return self._sorted
 
-    def _cached(self, pod: PodInfo) -> tuple[PodInfo, PodRow, str]:
+    def _cached(self, pod: PodInfo) -> _Entry:
         hit = self._cache.get(pod.key)
         if hit is None or hit[0] is not pod:
             hit = (pod, pod_row(pod, pod.created), _haystack(pod))

@@ -10,14 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from tui.models.pods import PodTableModel
 from tui.models.text import clean
 from tui.sources.base import PodEvent
 from tui.widgets.pod_table import PodTable
-
-MAX_ROWS = 500  # rows in the table at once; the filter narrows the rest
 
 
 class PodEventsArrived(Message):
@@ -51,6 +49,7 @@ class PodBrowserScreen(Screen[None]):
         self._watch_generation = 0
         self._watch_stop = threading.Event()
         self._sync_pending = False
+        self._lines: dict[str, Text] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="pods-status")
@@ -114,10 +113,11 @@ class PodBrowserScreen(Screen[None]):
         """Show the model's filtered rows in the table, in place."""
         self._sync_pending = False
         table = self.query_one(PodTable)
-        # DataTable adds rows at ~0.1 ms each: past a few hundred, typing would lag.
-        rows = self.model.rows(self.app.clock.now(), limit=MAX_ROWS)
-        self.matching = self.model.match_count
-        table.sync(rows)
+        # A lazy view: the table draws only the rows on screen, so every match is
+        # shown (scrollable) and a keystroke costs the same at 50 or 5,000 pods.
+        view = self.model.view(self.app.clock.now())
+        self.matching = len(view)
+        table.show(view)
         self.update_status()
         self.show_detail(table.cursor_key)
 
@@ -130,12 +130,7 @@ class PodBrowserScreen(Screen[None]):
         if self.selector:
             t.append("  selector ", style="dim")
             t.append(clean(self.selector, 60))
-        shown = self.query_one(PodTable).row_count if self.is_mounted else 0
-        t.append(f"  pods {shown}/{len(self.model.pods)}", style="dim")
-        if self.matching > shown:
-            t.append(
-                f"  first {shown} of {self.matching:,} shown: type to narrow", style="bold yellow"
-            )
+        t.append(f"  pods {self.matching}/{len(self.model.pods)}", style="dim")
         if self.model.filter_text:
             t.append("  filter ", style="dim")
             t.append(clean(self.model.filter_text, 40), style="bold yellow")
@@ -147,7 +142,7 @@ class PodBrowserScreen(Screen[None]):
             t.append("  ")
             error = self.command_message.startswith(("no ", "say "))
             t.append(clean(self.command_message, 120), style="bold red" if error else "")
-        self.query_one("#pods-status", Static).update(t)
+        self._set_line("#pods-status", t)
 
     # ---- keys ----------------------------------------------------------------
 
@@ -214,9 +209,9 @@ class PodBrowserScreen(Screen[None]):
             self.command_message = f"no command {verb!r}: try :ns NAME, :ctx NAME or :q"
         self.update_status()
 
-    @on(DataTable.RowHighlighted, "#pods")
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.show_detail(event.row_key.value)
+    @on(PodTable.Highlighted, "#pods")
+    def _row_highlighted(self, event: PodTable.Highlighted) -> None:
+        self.show_detail(event.key)
 
     def show_detail(self, key: str | None) -> None:
         """Labels, IP and containers of the pod under the cursor (all plain Text)."""
@@ -233,11 +228,17 @@ class PodBrowserScreen(Screen[None]):
             for c in pod.containers:
                 t.append("  container ", style="dim")
                 t.append(f"{clean(c.name, 40)} ({clean(c.image, 60)})")
-        self.query_one("#pod-detail", Static).update(t)
+        self._set_line("#pod-detail", t)
 
-    @on(DataTable.RowSelected, "#pods")
-    def _attach_selected(self, event: DataTable.RowSelected) -> None:
-        key = event.row_key.value
-        pod = self.model.pods.get(key or "")
+    def _set_line(self, selector: str, text: Text) -> None:
+        # Both lines are one row high (app.tcss): an unchanged line is skipped and a
+        # changed one repaints without a layout pass, which would redraw the screen.
+        if self._lines.get(selector) != text:
+            self._lines[selector] = text
+            self.query_one(selector, Static).update(text, layout=False)
+
+    @on(PodTable.Selected, "#pods")
+    def _attach_selected(self, event: PodTable.Selected) -> None:
+        pod = self.model.pods.get(event.key)
         if pod is not None:
             self.app.attach(pod)
