@@ -180,3 +180,105 @@ async def test_narrowing_removes_many_rows_at_once_and_keeps_the_table_consisten
             await pilot.press("backspace")
         assert keys(table) == everything
         assert [table.rows.index_of(k) for k in everything] == list(range(len(everything)))
+
+
+def many_pods(n: int) -> list:
+    """``n`` pods in namespace ``load`` (sorted by name as the table sorts them)."""
+    base = next(iter(load_pods(DATA / "pods.json").values()))[0]
+    return [replace(base, namespace="load", name=f"svc-{i:05d}", uid=f"u{i}", labels={})
+            for i in range(n)]
+
+
+def many_pods_app(n: int) -> GoDebugApp:
+    source = RecordedPodSource(many_pods(n), status="recorded")
+    factory = RecordedSessionFactory({"*": DATA / "leak.jsonl"})
+    return GoDebugApp(source, factory, FixedClock(NOW), namespace=None, refresh_interval=0.1)
+
+
+async def test_every_one_of_5000_pods_is_reachable_and_the_cursor_keeps_its_line():
+    app = many_pods_app(5000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 5000)
+        assert "pods 5000/5000" in screen_text(app)  # no cap: every pod is in the table
+        await pilot.press("end")
+        assert table.cursor_key == "load/svc-04999"
+        await pilot.pause()
+        assert "svc-04999" in screen_text(app)
+        table.move_cursor(4000)
+        await pilot.pause()
+        assert table.cursor_key == "load/svc-04000"
+        text = screen_text(app)
+        assert "svc-04000" in text and "svc-04999" not in text
+        line = table.cursor_row - round(table.scroll_y)
+        # Pods appear and go before the cursor: it stays on its pod and its screen line.
+        pods = app.screen.model.pods
+        app.pod_source.push(PodEvent("ADDED", pod=replace(pods["load/svc-00001"], name="a-new")))
+        app.pod_source.push(PodEvent("DELETED", pod=pods["load/svc-00002"]))
+        app.pod_source.push(PodEvent("DELETED", pod=pods["load/svc-00003"]))
+        await wait_for(pilot, lambda: table.row_count == 4999)
+        assert table.cursor_key == "load/svc-04000" and table.cursor_row == 3999
+        assert table.cursor_row - round(table.scroll_y) == line
+        await pilot.press("pageup", "pageup")
+        assert table.cursor_row == 3999 - 2 * (table.size.height - 1)
+        await pilot.press("home")
+        assert table.cursor_key == "load/a-new" and table.scroll_y == 0
+
+
+async def test_the_filter_keeps_the_cursor_on_its_pod_while_it_is_shown():
+    app = many_pods_app(300)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 300)
+        table.move_cursor(123)
+        await pilot.press("slash", *"svc-001")
+        assert table.row_count == 100 and table.cursor_key == "load/svc-00123"
+        await pilot.press("2")
+        assert table.row_count == 10 and table.cursor_key == "load/svc-00123"
+        await pilot.press("backspace", "backspace", "backspace")
+        assert table.row_count == 300 and table.cursor_key == "load/svc-00123"
+        # A filter without the pod: the cursor keeps its row number, clamped.
+        await pilot.press("escape", "slash", *"-0029")
+        assert table.keys() == ["load/svc-00290", "load/svc-00291", "load/svc-00292",
+                                "load/svc-00293", "load/svc-00294", "load/svc-00295",
+                                "load/svc-00296", "load/svc-00297", "load/svc-00298",
+                                "load/svc-00299"]
+        assert table.cursor_key == "load/svc-00299"
+        await pilot.press(*"xyz")
+        assert table.row_count == 0 and table.cursor_key is None
+        assert "pods 0/300" in screen_text(app)
+
+
+async def test_a_click_moves_the_cursor_and_a_click_on_it_attaches():
+    app = make_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        assert table.cursor_key == "demo/cpu-hog-5c6b7"
+        await pilot.click(PodTable, offset=(20, 5))  # line 0 is the header
+        assert table.cursor_key == "demo/leak-7d9f8"
+        assert "fault=leak" in screen_text(app)  # the detail line follows the cursor
+        await pilot.click(PodTable, offset=(20, 0))  # the header: nothing happens
+        await pilot.click(PodTable, offset=(20, 20))  # below the last row: nothing either
+        assert table.cursor_key == "demo/leak-7d9f8"
+        assert isinstance(app.screen, PodBrowserScreen)
+        await pilot.click(PodTable, offset=(20, 5))
+        await wait_for(pilot, lambda: isinstance(app.screen, AttachedScreen))
+        assert app.screen.session.info.pod.name == "leak-7d9f8"
+
+
+async def test_hostile_names_reach_the_terminal_as_plain_text():
+    pods = [replace(p, name="x-[reverse]\x1b[5mblink[/]\x1b]8;;http://x\x07", labels={})
+            for p in next(iter(load_pods(DATA / "pods.json").values()))[:1]]
+    app = GoDebugApp(RecordedPodSource(pods), RecordedSessionFactory({}), FixedClock(NOW),
+                     namespace=None)
+    async with app.run_test(size=(120, 20)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("down")
+        strip = table.render_line(1)
+        assert "x-[reverse]blink[/]" in strip.text
+        assert not any(seg.style and (seg.style.reverse or seg.style.blink or seg.style.link)
+                       for seg in strip)
+        assert "\x1b" not in strip.text
+        assert "x-[reverse]blink[/]" in screen_text(app)

@@ -89,3 +89,19 @@ def test_typing_narrows_and_widens_like_a_fresh_filter():
     # limit builds only the first rows; match_count still counts all.
     m.set_filter("svc")
     assert len(m.rows(2000, limit=5)) == 5 and m.match_count == 61
+
+
+def test_view_builds_rows_lazily_with_ages_at_its_moment_and_finds_keys():
+    m = PodTableModel()
+    m.apply(PodEvent("RESET", pods=tuple(pod("ns", f"p{i}", created=1000.0 - i * 60)
+                                          for i in range(5))))
+    m.set_filter("p")
+    view = m.view(1000.0 + 3600)
+    assert len(view) == 5 and m.match_count == 5
+    assert [view.key(i) for i in range(5)] == [f"ns/p{i}" for i in range(5)]
+    assert view[0].cell("age") == "60m" and view[4].cell("age") == "64m"
+    assert [r.key for r in view[1:3]] == ["ns/p1", "ns/p2"]
+    assert view.index_of("ns/p3") == 3 and view.index_of("ns/nope") is None
+    # A later change makes a new view; the old one stays as it was.
+    m.apply(PodEvent("DELETED", pod=pod("ns", "p0")))
+    assert len(m.view(1000.0)) == 4 and len(view) == 5 and view.index_of("ns/p0") == 0
