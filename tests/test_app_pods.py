@@ -282,3 +282,15 @@ async def test_hostile_names_reach_the_terminal_as_plain_text():
                        for seg in strip)
         assert "\x1b" not in strip.text
         assert "x-[reverse]blink[/]" in screen_text(app)
+
+
+async def test_ages_move_on_without_watch_events(monkeypatch):
+    monkeypatch.setattr("tui.screens.pods.AGE_REFRESH_S", 0.2)
+    app = make_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        assert table.row("demo/leak-7d9f8").cell("age") == "60m"
+        app.clock.advance(2 * 3600)
+        await wait_for(pilot, lambda: table.row("demo/leak-7d9f8").cell("age") == "3h")
+        assert "3h" in screen_text(app)

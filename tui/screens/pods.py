@@ -17,6 +17,8 @@ from tui.models.text import clean
 from tui.sources.base import PodEvent
 from tui.widgets.pod_table import PodTable
 
+AGE_REFRESH_S = 10.0
+
 
 class PodEventsArrived(Message):
     """Watch events from the pod source thread, in arrival order."""
@@ -65,6 +67,12 @@ class PodBrowserScreen(Screen[None]):
         self.start_watch()
         self.update_status()
         self.query_one(PodTable).focus()
+        # AGE moves on without watch events; a sync redraws only the visible rows.
+        self.set_interval(AGE_REFRESH_S, self._refresh_ages)
+
+    def _refresh_ages(self) -> None:
+        if not self._sync_pending and self.model.pods:
+            self.sync_table()
 
     def on_unmount(self) -> None:
         self._watch_stop.set()
