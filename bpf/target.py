@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass, field
 
 from bpf import cgroup as cg
+from bpf.varint import uvarint
 
 PAUSE_COMMS = ("pause", "catatonit")
 
@@ -218,22 +219,11 @@ def go_binary_info(path: str) -> tuple[bool, str | None, bool | None]:
                 f.seek(off)
                 data = f.read(min(size, 4096))
             if data.startswith(_BUILDINFO_MAGIC) and len(data) > 33 and data[15] & 2:
-                n, i = _uvarint(data, 32)
+                n, i = uvarint(data, 32)
                 version = data[i : i + n].decode("utf-8", "replace") or None
-        except (OSError, IndexError):
+        except (OSError, ValueError):
             pass
     return is_go, version, stripped
-
-
-def _uvarint(b: bytes, i: int) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << shift
-        if c < 0x80:
-            return v, i
-        shift += 7
 
 
 # --- cgroup matching -------------------------------------------------------------------------

@@ -91,11 +91,20 @@ def test_throttle_on_v2_without_cpu_controller_says_not_measured(unified, goprog
             t = tg.resolve(pod_uid=pc.pod_uid, container_id=pc.container_id)
             assert t.cgroup_version == 2
             col = ThrottleCollector(t)
-            col.start()
+
+            def usage_ns() -> int:
+                return cg.parse_kv((d / "cpu.stat").read_text())["usage_usec"] * 1000
+
+            # The kernel's file read just before and just after each of the
+            # collector's reads brackets what the collector must report.
             k0 = cg.parse_kv((d / "cpu.stat").read_text())
+            before_start = usage_ns()
+            col.start()
+            after_start = usage_ns()
             time.sleep(1.0)
+            before_poll = usage_ns()
             frames = col.poll()
-            k1 = cg.parse_kv((d / "cpu.stat").read_text())
+            after_poll = usage_ns()
             time.sleep(0.5)
             again = col.poll()
             col.stop()
@@ -114,12 +123,11 @@ def test_throttle_on_v2_without_cpu_controller_says_not_measured(unified, goprog
         assert c["throttled_ns"] is None and c["quota_us"] is None
         assert c["throttling"] == "not_measured" and "cpu controller not enabled" in c["note"]
     # Usage is measured: a busy goroutine (up to one CPU on this shared
-    # machine), equal to the file's delta within the ms between our reads and
-    # the collector's.
+    # machine), within the kernel's own readings around the collector's.
     usage = thr["container"]["usage_ns"]
-    kernel = (k1["usage_usec"] - k0["usage_usec"]) * 1000
-    assert usage > 0.1 * thr["interval_ns"], thr
-    assert abs(usage - kernel) < 0.1 * kernel, (usage, kernel)
+    assert usage > 0, thr
+    assert before_poll - after_start <= usage <= after_poll - before_start, (
+        usage, before_start, after_start, before_poll, after_poll)
 
 
 def test_hybrid_process_in_v1_cpu_and_v2_keeps_v1_throttling(unified, goprog) -> None:
@@ -127,7 +135,7 @@ def test_hybrid_process_in_v1_cpu_and_v2_keeps_v1_throttling(unified, goprog) ->
     layout a hybrid node's runtime makes): v1 holds the controller, so
     throttling is read there and measured; the cgroup2 twin gives pressure."""
     with pod_cgroup("cgroupfs", hierarchies=("cpu", "cpuacct", "unified"),
-                    quota_us=5000) as pc:
+                    quota_us=1000) as pc:
         p = start_in(pc, [str(goprog), "-mode", "cpu"])
         stat = pc.container("cpu") / "cpu.stat"
         try:
@@ -137,21 +145,28 @@ def test_hybrid_process_in_v1_cpu_and_v2_keeps_v1_throttling(unified, goprog) ->
             assert t.cgroups["container"] == str(pc.container("cpu"))
             assert t.cgroups["container_unified"] == str(pc.container("unified"))
             col = ThrottleCollector(t)
+
+            def throttled() -> int:
+                return cg.parse_kv(stat.read_text())["nr_throttled"]
+
+            before_start = throttled()
             col.start()
-            k0 = cg.parse_kv(stat.read_text())
+            after_start = throttled()
             time.sleep(1.5)
+            before_poll = throttled()
             frames = col.poll()
-            k1 = cg.parse_kv(stat.read_text())
+            after_poll = throttled()
             col.stop()
         finally:
             stop_proc(p)
     (thr,) = [f for f in frames if f["kind"] == "throttle"]
     assert not [f for f in frames if f["kind"] == "log"]
     c = thr["container"]
-    assert "throttling" not in c and c["quota_us"] == 5000
-    # 5 ms per 100 ms for a busy loop: throttled in most periods, as the
-    # kernel's own file counts (the reads are a few ms apart: one period).
-    kernel = k1["nr_throttled"] - k0["nr_throttled"]
-    assert kernel >= 5 and abs(c["nr_throttled"] - kernel) <= 1, (c, kernel)
-    assert c["nr_throttled"] >= 0.5 * c["nr_periods"], c
+    assert "throttling" not in c and c["quota_us"] == 1000
+    # 1 ms per 100 ms for a busy loop: throttled (how often depends on how
+    # much CPU this shared machine gives it), within the kernel's own counts
+    # read just before and after the collector's reads.
+    assert before_poll - after_start >= 1
+    assert before_poll - after_start <= c["nr_throttled"] <= after_poll - before_start, c
+    assert c["nr_periods"] >= c["nr_throttled"] and c["throttled_ns"] > 0, c
     assert "pressure_some_ns" in c  # PSI from the cgroup2 twin

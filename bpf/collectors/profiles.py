@@ -21,6 +21,7 @@ from bpf.collectors.base import Collector, CollectorError, Frame
 from bpf.collectors.goroutines import DEFAULT_PPROF_PORT, pprof_error
 from bpf.netns_http import HttpError, http_get
 from bpf.schema import PROFILE_KINDS, empty_profile_note, make_frame, profile_frame
+from bpf.varint import uvarint as _varint
 
 #: Endpoint under /debug/pprof/ for each profile kind.
 ENDPOINTS = {
@@ -41,21 +42,6 @@ MAX_WORKERS = 4
 # The agent may import only the standard library (it is shipped to nodes that
 # have nothing of ours), so no protobuf package: this reads just enough of the
 # wire format to count samples with a non-zero value.
-
-
-def _varint(b: bytes, i: int) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        if i >= len(b):
-            raise ValueError("truncated varint")
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << shift
-        if c < 0x80:
-            return v, i
-        shift += 7
-        if shift > 70:
-            raise ValueError("varint too long")
 
 
 def _fields(b: bytes):

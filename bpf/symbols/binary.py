@@ -212,7 +212,7 @@ class Binary:
         if self.pclntab is not None and inline:
             try:
                 fr = self.pclntab.frames(addr)
-            except (struct.error, IndexError):
+            except (struct.error, IndexError, ValueError):  # ValueError: a corrupt varint
                 fr = []
             if fr:
                 out = [Frame(f, fi, ln, True) for (f, fi, ln) in fr[:-1]]

@@ -7,19 +7,9 @@ varint-length-prefixed string.
 
 from __future__ import annotations
 
+from ..varint import VarintError, uvarint
+
 BUILDINFO_MAGIC = b"\xff Go buildinf:"
-
-
-def _uvarint(buf, pos: int):
-    result = shift = 0
-    while pos < len(buf):
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-    return None, pos
 
 
 def parse_go_version(blob) -> str | None:
@@ -29,8 +19,11 @@ def parse_go_version(blob) -> str | None:
     flags = blob[15]
     if not flags & 2:
         return None  # pre-1.18 pointer format: version lives behind a data pointer
-    n, pos = _uvarint(blob, 32)
-    if n is None or n > 64 or pos + n > len(blob):
+    try:
+        n, pos = uvarint(blob, 32)
+    except VarintError:
+        return None
+    if n > 64 or pos + n > len(blob):
         return None
     v = bytes(blob[pos:pos + n]).decode("ascii", "replace")
     return v if v.startswith("go") or v.startswith("devel") else None

@@ -15,6 +15,8 @@ from __future__ import annotations
 import struct
 from bisect import bisect_right
 
+from ..varint import uvarint, zigzag
+
 MAGIC_118 = 0xFFFFFFF0
 MAGIC_120 = 0xFFFFFFF1
 SUPPORTED_MAGICS = (MAGIC_118, MAGIC_120)
@@ -63,18 +65,6 @@ def looks_like_header(buf, off: int = 0) -> bool:
     magic, pad1, pad2, minlc, ptrsize = struct.unpack_from("<IBBBB", buf, off)
     return (magic in SUPPORTED_MAGICS and pad1 == 0 and pad2 == 0 and minlc in (1, 2, 4)
             and ptrsize in (4, 8))
-
-
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
 
 
 class Pclntab:
@@ -205,13 +195,13 @@ class Pclntab:
             if uv == 0 and not first:
                 return -1
             if uv & 0x80:
-                uv, pos = _varint(buf, pos)
+                uv, pos = uvarint(buf, pos)
             else:
                 pos += 1
-            val += -(uv & 1) ^ (uv >> 1)
+            val += zigzag(uv)
             pd = buf[pos]
             if pd & 0x80:
-                pd, pos = _varint(buf, pos)
+                pd, pos = uvarint(buf, pos)
             else:
                 pos += 1
             pc += pd * self.quantum
