@@ -22,6 +22,7 @@ import platform
 import re
 import subprocess
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from bpf.collectors.base import Collector, CollectorError, Frame
@@ -255,14 +256,55 @@ def attached_summary(prefix: str = "gkd_") -> dict[str, Any]:
 # call of every collector therefore runs under this one lock: compile and
 # attach in the collector's start thread, map reads in poll() (which skips a
 # poll rather than wait while another collector compiles, so the main loop
-# keeps sending the other collectors' frames), cleanup in stop(). Re-entrant:
+# keeps sending the other collectors' frames), detach in stop(). Re-entrant:
 # a start that fails stops itself while holding it.
 BCC_LOCK = threading.RLock()
 _BCC_LOCK = BCC_LOCK  # the old name
 
-# cleanup() calls handed to a thread because the lock was busy (stop() from
-# the main loop during another collector's compile); the agent waits for them.
+# Detaches queued because the lock was busy (stop() from the main loop during
+# another collector's compile). Whoever next holds the lock runs them first,
+# oldest first, so a collector switched off and on again always detaches its
+# old probes before it attaches the new ones. A thread per queued detach
+# makes sure they run even when nothing else takes the lock; the agent waits
+# for those threads before it exits.
+_pending: list[Callable[[], None]] = []
+_pending_guard = threading.Lock()
 _pending_cleanups: list[threading.Thread] = []
+
+
+def _run_pending() -> None:
+    """Run the queued detaches, oldest first (the caller holds BCC_LOCK)."""
+    while True:
+        with _pending_guard:
+            if not _pending:
+                return
+            fn = _pending.pop(0)
+        try:
+            fn()
+        except Exception:
+            pass  # a detach that fails leaves nothing we could still undo
+
+
+def _drain_pending() -> None:
+    with BCC_LOCK:
+        _run_pending()
+
+
+def run_locked(fn: Callable[[], None]) -> None:
+    """Run ``fn`` under BCC_LOCK now if the lock is free, else queue it for the
+    next holder (never blocks the caller: the agent's main loop calls stop())."""
+    if BCC_LOCK.acquire(blocking=False):
+        try:
+            _run_pending()
+            fn()
+        finally:
+            BCC_LOCK.release()
+        return
+    with _pending_guard:
+        _pending.append(fn)
+    t = threading.Thread(target=_drain_pending, name="bcc-detach", daemon=True)
+    _pending_cleanups.append(t)
+    t.start()
 
 
 def _cleanup(b: Any) -> None:
@@ -284,7 +326,7 @@ def _cleanup(b: Any) -> None:
 
 
 def wait_for_cleanups(timeout: float = 30.0) -> bool:
-    """Wait for deferred bcc cleanups; True when none is still running."""
+    """Wait for deferred bcc detaches; True when none is still running."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -303,12 +345,217 @@ def release_memory() -> None:
         pass  # not glibc
 
 
+# --- the compiler's pages ------------------------------------------------------------------
+
+# libbcc links clang and LLVM (and their z3, ICU, libxml2): ~80 MB of code
+# the agent runs only while it compiles. Once the program is loaded, those
+# pages are resident for nothing; madvise(MADV_DONTNEED) on a private file
+# mapping drops them from this process, and a later compile faults them back
+# in from the page cache (or disk), so correctness never depends on it.
+COMPILER_LIBS = ("libLLVM", "libclang", "libz3", "libicu", "libxml2")
+MADV_DONTNEED = 4
+MADV_COLD = 20
+MADV_PAGEOUT = 21
+
+
+def mappings(pid: int | str = "self") -> list[dict[str, Any]]:
+    """``/proc/PID/smaps`` as a list of ``{start, end, perms, path, Rss,
+    Anonymous, ...}`` (sizes in kB)."""
+    out: list[dict[str, Any]] = []
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = re.match(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$", line)
+            if head:
+                out.append({"start": int(head.group(1), 16), "end": int(head.group(2), 16),
+                            "perms": head.group(3), "path": head.group(4).strip()})
+                continue
+            k, _, v = line.partition(":")
+            if out and v.strip().endswith("kB"):
+                out[-1][k] = int(v.split()[0])
+    return out
+
+
+def drop_compiler_pages(advice: int = MADV_DONTNEED,
+                        libs: tuple[str, ...] = COMPILER_LIBS) -> int:
+    """Drop this process's resident pages of the compiler libraries' read-only
+    mappings; returns the kB that were resident in them.
+
+    Only mappings that are not writable and hold no anonymous (copy-on-write)
+    pages are advised: MADV_DONTNEED on a relocated RELRO page would re-read
+    the unrelocated bytes from the file. Safe while no compile runs (the
+    caller holds BCC_LOCK); even a running one would only fault pages back.
+    """
+    try:
+        maps = mappings()
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    except (OSError, AttributeError):
+        return 0
+    dropped = 0
+    for m in maps:
+        if not os.path.basename(m["path"]).startswith(libs):
+            continue
+        if "w" in m["perms"] or m.get("Anonymous", 0) or not m.get("Rss", 0):
+            continue
+        if madvise(m["start"], m["end"] - m["start"], advice) == 0:
+            dropped += m["Rss"]
+    return dropped
+
+
+# --- one compiled module for every bcc collector of a target -------------------------------
+
+_BPF_CLASS: Any = None
+
+
+def bpf_class() -> Any:
+    """bcc's BPF without its tracepoint autoload: a module shared by several
+    collectors must attach a collector's tracepoints only when that collector
+    is on (bcc would attach every ``TRACEPOINT_PROBE`` at load)."""
+    global _BPF_CLASS
+    if _BPF_CLASS is None:
+        from bcc import BPF
+
+        class CollectorsBPF(BPF):
+            def _trace_autoload(self) -> None:
+                pass
+
+        _BPF_CLASS = CollectorsBPF
+    return _BPF_CLASS
+
+
+class SharedProgram:
+    """One compiled BPF module holding the programs of every bcc collector
+    for one target: clang and LLVM run once per target instead of once per
+    collector and per toggle. A program is loaded into the kernel only when
+    its collector attaches it; the maps of collectors that are off stay
+    empty. The module is released when the last collector using it stops."""
+
+    def __init__(self, bpf: Any, c_files: list[str], defines: dict[str, Any]) -> None:
+        self.bpf = bpf
+        self.c_files = frozenset(c_files)
+        self.defines = {k: str(v) for k, v in defines.items()}
+        self.users: set[object] = set()
+
+    def serves(self, c: BccCollector) -> bool:
+        return c.c_file in self.c_files and all(
+            self.defines.get(k) == str(v) for k, v in c.defines().items())
+
+
+_shared: list[SharedProgram] = []
+_stats = {"compiles": 0}
+
+
+def shared_stats() -> dict[str, int]:
+    """``compiles`` so far in this process and live shared ``modules``."""
+    return {"compiles": _stats["compiles"], "modules": len(_shared)}
+
+
+def _bcc_collector_classes() -> list[type]:
+    import importlib
+
+    from bpf.schema import COLLECTORS
+
+    out = []
+    for name in COLLECTORS:
+        try:
+            mod = importlib.import_module(f"bpf.collectors.{name}")
+        except Exception:
+            continue
+        cls = getattr(mod, "COLLECTOR", None)
+        if isinstance(cls, type) and issubclass(cls, BccCollector) and cls.c_file:
+            out.append(cls)
+    return out
+
+
+def shared_parts(first: BccCollector) -> tuple[dict[str, Any], list[BccCollector]]:
+    """The defines and collectors (``first`` first) one module is built from:
+    every bcc collector that can run on the target and whose defines agree."""
+    defines = dict(first.defines())
+    parts = [first]
+    for cls in _bcc_collector_classes():
+        if cls.c_file == first.c_file or cls.unavailable_reason(first.target):
+            continue
+        try:
+            other = cls(first.target, first.options)
+            d = other.defines()
+        except Exception:
+            continue
+        if any(k in defines and str(defines[k]) != str(v) for k, v in d.items()):
+            continue
+        defines.update(d)
+        parts.append(other)
+    return defines, parts
+
+
+def program_text(defines: dict[str, Any], parts: list[BccCollector]) -> str:
+    head = "".join(f"#define {k} {v}\n" for k, v in defines.items())
+    return head + "".join(f"// ---- {p.c_file}\n{p.raw_c()}\n" for p in parts)
+
+
+_MAP_DECL = re.compile(r"^\s*BPF_(\w+)\((.*)\)\s*;", re.M)
+
+
+def map_names(c_text: str) -> list[str]:
+    """Names of the maps a collector's C declares (``BPF_HASH(name, ...)``,
+    ``BPF_TABLE("type", key, leaf, name, size)``)."""
+    out = []
+    for kind, args in _MAP_DECL.findall(c_text):
+        a = [x.strip() for x in args.split(",")]
+        name = a[3] if kind == "TABLE" and len(a) > 3 else a[0]
+        if re.fullmatch(r"[A-Za-z_]\w*", name):
+            out.append(name)
+    return out
+
+
+def _attachments(b: Any) -> dict[str, set]:
+    return {"uprobe": set(b.uprobe_fds), "tracepoint": set(b.tracepoint_fds),
+            "perf": set(b.open_perf_events), "func": set(b.funcs)}
+
+
+def _detach(b: Any, owned: dict[str, set]) -> None:
+    """Detach one collector's probes from a shared module and unload its
+    programs (the kernel frees a program when its last fd closes)."""
+    steps: list[Callable[[], Any]] = []
+    steps += [lambda k=k: b.detach_uprobe_event(k) for k in owned.get("uprobe", ())]
+    steps += [lambda k=k: b.detach_tracepoint(k) for k in owned.get("tracepoint", ())]
+    steps += [lambda k=k: b.detach_perf_event(*k) for k in owned.get("perf", ())]
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            pass  # already gone (bcc raises when it is not attached)
+    for name in owned.get("func", ()):
+        fn = b.funcs.pop(name, None)
+        if fn is not None:
+            try:
+                os.close(fn.fd)
+            except OSError:
+                pass
+
+
+def _release(prog: SharedProgram, token: object, owned: dict[str, set] | None) -> None:
+    with BCC_LOCK:
+        if owned:
+            _detach(prog.bpf, owned)
+        prog.users.discard(token)
+        if prog.users:
+            return
+        if prog in _shared:
+            _shared.remove(prog)
+        _cleanup(prog.bpf)
+
+
 class BccCollector(Collector):
     """A collector whose eBPF C lives in ``bpf/collectors/<c_file>``.
 
     Subclasses set ``c_file``, implement ``defines()`` (the ``#define`` lines
     that specialise the program for this target) and ``attach()``; the C is
-    read with pkgutil so it also loads from the shipped bundle.
+    read with pkgutil so it also loads from the shipped bundle. Collectors of
+    one target share one compiled module (``SharedProgram``); ``attach()``
+    attaches only this collector's programs and ``stop()`` detaches exactly
+    what ``attach()`` attached, so names of programs, maps and probes must be
+    unique across collectors (the ``gkd_`` prefix and the collector's own).
     """
 
     needs_bcc = True
@@ -318,43 +565,86 @@ class BccCollector(Collector):
         super().__init__(*a, **kw)
         self.bpf: Any = None
         self.attached = 0
+        self._program: SharedProgram | None = None
+        self._token: object | None = None
+        self._owned: dict[str, set] | None = None
 
     def defines(self) -> dict[str, Any]:
         return {}
 
-    def ebpf_text(self) -> str:
+    def raw_c(self) -> str:
         raw = pkgutil.get_data("bpf.collectors", self.c_file)
         if raw is None:
             raise CollectorError("bpf_missing", f"{self.c_file} is missing from the agent",
                                  "reinstall or re-ship the agent")
+        return raw.decode()
+
+    def ebpf_text(self) -> str:
         head = "".join(f"#define {k} {v}\n" for k, v in self.defines().items())
-        return head + raw.decode()
+        return head + self.raw_c()
 
-    def compile(self) -> Any:
+    def _compile_error(self, e: Exception) -> CollectorError:
+        return CollectorError(
+            "bpf_compile",
+            f"{self.name}: bcc could not compile or load its program: {e}",
+            "check the kernel headers (see the agent's first log lines) and that the "
+            "agent runs as root",
+        )
+
+    def compile(self) -> tuple[SharedProgram, bool]:
+        """The shared module serving this collector (compiled when there is
+        none yet) and whether it was compiled now. Call with BCC_LOCK held."""
         prepare()
-        from bcc import BPF  # lazily: the agent lists collectors where bcc is missing
-
-        text = self.ebpf_text()
+        for prog in _shared:
+            if prog.serves(self):
+                return prog, False
+        cls = bpf_class()
+        defines, parts = shared_parts(self)
         try:
-            with BCC_LOCK:
-                self.bpf = BPF(text=text)
+            b = cls(text=program_text(defines, parts))
         except Exception as e:
-            raise CollectorError(
-                "bpf_compile",
-                f"{self.name}: bcc could not compile or load its program: {e}",
-                "check the kernel headers (see the agent's first log lines) and that the "
-                "agent runs as root",
-            ) from None
-        return self.bpf
+            if len(parts) == 1:
+                raise self._compile_error(e) from None
+            # Another collector's C must not keep this one off: compile alone.
+            defines, parts = self.defines(), [self]
+            try:
+                b = cls(text=self.ebpf_text())
+            except Exception as e2:
+                raise self._compile_error(e2) from None
+        _stats["compiles"] += 1
+        prog = SharedProgram(b, [p.c_file for p in parts], defines)
+        _shared.append(prog)
+        return prog, True
+
+    def reset_maps(self) -> None:
+        """Empty this collector's maps (a shared module outlives a collector
+        that was switched off: its next run must not count the old data)."""
+        for name in map_names(self.raw_c()):
+            try:
+                self.bpf[name].clear()
+            except Exception:
+                pass  # best effort: stale counts only skew the first interval
 
     def attach(self) -> None:
         raise NotImplementedError
 
     def start(self) -> None:
+        compiled = False
         with BCC_LOCK:  # compile and attach call into libbcc (see BCC_LOCK)
+            _run_pending()
             try:
-                self.compile()
-                self.attach()
+                prog, compiled = self.compile()
+                self._program, self._token = prog, object()
+                prog.users.add(self._token)
+                self.bpf = prog.bpf
+                if not compiled:
+                    self.reset_maps()
+                before = _attachments(self.bpf)
+                try:
+                    self.attach()
+                finally:
+                    after = _attachments(self.bpf)
+                    self._owned = {k: after[k] - before[k] for k in after}
             except CollectorError:
                 self.stop()
                 raise
@@ -365,6 +655,8 @@ class BccCollector(Collector):
                                      "root") from None
             finally:
                 release_memory()
+                if compiled:
+                    drop_compiler_pages()
 
     def poll(self) -> list[Frame]:
         """``read_frames()`` under the bcc lock; no frames this interval while
@@ -372,6 +664,7 @@ class BccCollector(Collector):
         if self.bpf is None or not BCC_LOCK.acquire(blocking=False):
             return []
         try:
+            _run_pending()
             if self.bpf is None:
                 return []
             return self.read_frames()
@@ -413,20 +706,13 @@ class BccCollector(Collector):
         self.attached += 1
 
     def stop(self) -> int:
-        b, self.bpf = self.bpf, None
+        """Detach what this collector attached (now, or queued while another
+        collector compiles); the module goes with its last user."""
+        prog, self._program = self._program, None
+        token, self._token = self._token, None
+        owned, self._owned = self._owned, None
+        self.bpf = None
         n, self.attached = self.attached, 0
-        if b is None:
-            return n
-        if BCC_LOCK.acquire(blocking=False):
-            try:
-                _cleanup(b)
-            finally:
-                BCC_LOCK.release()
-        else:
-            # Another collector is compiling: detach when it is done, without
-            # stalling the caller (the agent's main loop).
-            t = threading.Thread(target=_cleanup, args=(b,), name=f"cleanup-{self.name}",
-                                 daemon=True)
-            _pending_cleanups.append(t)
-            t.start()
+        if prog is not None:
+            run_locked(lambda: _release(prog, token, owned))
         return n

@@ -181,6 +181,8 @@ def test_target_exit_mid_run_detaches_everything(bcc, bins) -> None:
     # cpu_stacks: one perf event per CPU; futex: 2 tracepoints; goroutines:
     # newproc1's RET sites + goexit1; gc: 2 uprobes.
     assert after["detached"] >= (os.cpu_count() or 1) + 2 + 2 + 2
+    # One clang/LLVM compile for the four (a shared module), released with the last.
+    assert after["shared"] == {"compiles": 1, "modules": 0}, after
     assert_nothing_left(events)
 
 

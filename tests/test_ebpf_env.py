@@ -65,3 +65,56 @@ def test_program_listing_sees_a_loaded_program(bcc) -> None:
     finally:
         p.communicate("\n", timeout=30)
     assert not set(held["prog_ids"]) & set(bcc_env.bpf_programs())
+
+
+def test_map_names_of_every_collector() -> None:
+    """The maps each collector empties when it starts on a shared module."""
+    import importlib
+
+    want = {
+        "cpu_stacks": ["gkd_counts", "gkd_stacks", "gkd_cpu_stats"],
+        "futex": ["gkd_fstart", "gkd_fhist", "gkd_fthreads", "gkd_fops", "gkd_fstats"],
+        "gc": ["gkd_gc"],
+        "goroutines_uprobe": ["gkd_gcount"],
+    }
+    for name, maps in want.items():
+        cls = importlib.import_module(f"bpf.collectors.{name}").COLLECTOR
+        assert bcc_env.map_names(cls(None).raw_c()) == maps, name
+    assert bcc_env.map_names('BPF_TABLE("lru_hash", u64, struct x_t, m1, 16);\n'
+                             "BPF_PERCPU_ARRAY(m2, u64, 2);\n") == ["m1", "m2"]
+
+
+_DROP_SCRIPT = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from bpf import bcc_env
+
+def llvm_kb():
+    return sum(m.get("Rss", 0) for m in bcc_env.mappings()
+               if "libLLVM" in m["path"] and "w" not in m["perms"] and not m.get("Anonymous"))
+
+text = "int gkd_envtest(void *ctx) { return 0; }"
+cls = bcc_env.bpf_class()
+b = cls(text=text)
+before = llvm_kb()
+dropped = bcc_env.drop_compiler_pages()
+after = llvm_kb()
+b2 = cls(text=text.replace("return 0", "return 1"))  # compiles after the drop
+fn = b2.load_func("gkd_envtest", cls.SOCKET_FILTER)
+print(json.dumps({"before": before, "dropped": dropped, "after": after, "fd": fn.fd}))
+b.cleanup()
+b2.cleanup()
+"""
+
+
+def test_compiler_pages_are_dropped_and_a_later_compile_still_works(bcc) -> None:
+    """After a compile, libLLVM's read-only pages leave the process's RSS;
+    the next compile faults them back in and loads a program."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([bcc, "-c", _DROP_SCRIPT, root], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = __import__("json").loads(r.stdout.strip().splitlines()[-1])
+    assert out["before"] > 10_000, out  # kB of LLVM code resident after a compile
+    assert out["dropped"] >= out["before"] and out["after"] < out["before"] // 4, out
+    assert out["fd"] > 0

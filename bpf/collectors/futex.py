@@ -48,8 +48,11 @@ class FutexWaits(BccCollector):
         return {"TARGET_TGID": int(self.target.pid)}
 
     def attach(self) -> None:
-        # TRACEPOINT_PROBEs attach when the program loads: two tracepoints.
-        self.attached = 2
+        # Attached here, not by bcc at load: the compiled module is shared with
+        # the other collectors and loaded while futex may be off.
+        for tp in ("sys_enter_futex", "sys_exit_futex"):
+            self.bpf.attach_tracepoint(tp=f"syscalls:{tp}", fn_name=f"tracepoint__syscalls__{tp}")
+            self.attached += 1
         self._last = time.monotonic()
 
     def drain(self) -> dict[str, Any]:

@@ -73,7 +73,8 @@ def main() -> int:
         detached = sum(c.stop() for c in cols)
         for c in cols:
             c.stop()  # idempotent
-        out({"event": "after", "detached": detached, "attached": bcc_env.attached_summary()})
+        out({"event": "after", "detached": detached, "attached": bcc_env.attached_summary(),
+             "shared": bcc_env.shared_stats()})
     return 0
 
 
