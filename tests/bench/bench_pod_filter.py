@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -136,6 +137,8 @@ class DrawHook:
         self.drawn_at: float | None = None
         self.cpu_at = 0.0  # process CPU seconds at that refresh
         self.frames = 0
+        self.marks: SyncMarks | None = None
+        self.refresh_index = -1  # which of marks.refresh_cpu the drawn refresh will be
         self._predicate: Callable[[], bool] | None = None
         original = app._display
 
@@ -149,6 +152,7 @@ class DrawHook:
             if self._predicate is not None and self._predicate():
                 self.drawn_at = time.perf_counter()
                 self.cpu_at = time.process_time()
+                self.refresh_index = len(self.marks.refresh_cpu) if self.marks else -1
                 self._predicate = None
 
         app._display = display
@@ -177,18 +181,31 @@ class SyncMarks:
     def __init__(self) -> None:
         self.synced = 0
         self.drawn = -1
+        self.sync_cpu = 0.0  # main-thread CPU seconds of the last sync_table
+        self.refresh_cpu: list[float] = []  # ... of each compositor refresh (render + encode)
 
     def __enter__(self) -> SyncMarks:
+        from textual.screen import Screen
+
         from tui.screens.pods import PodBrowserScreen
         from tui.widgets.pod_table import PodTable
 
-        self._saved = (PodBrowserScreen.sync_table, PodTable.render_lines)
-        sync, render = self._saved
+        self._saved = (PodBrowserScreen.sync_table, PodTable.render_lines,
+                       Screen._compositor_refresh)
+        sync, render, refresh = self._saved
         marks = self
 
         def sync_table(screen) -> None:
+            t = time.thread_time()
             sync(screen)
+            marks.sync_cpu = time.thread_time() - t
             marks.synced += 1
+
+        def compositor_refresh(screen) -> None:
+            # The DrawHook runs inside (App._display): its encoding is included.
+            t = time.thread_time()
+            refresh(screen)
+            marks.refresh_cpu.append(time.thread_time() - t)
 
         def render_lines(table, crop):
             lines = render(table, crop)
@@ -197,13 +214,17 @@ class SyncMarks:
 
         PodBrowserScreen.sync_table = sync_table  # type: ignore[method-assign]
         PodTable.render_lines = render_lines  # type: ignore[method-assign]
+        Screen._compositor_refresh = compositor_refresh  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
+        from textual.screen import Screen
+
         from tui.screens.pods import PodBrowserScreen
         from tui.widgets.pod_table import PodTable
 
-        PodBrowserScreen.sync_table, PodTable.render_lines = self._saved  # type: ignore[method-assign]
+        (PodBrowserScreen.sync_table, PodTable.render_lines,  # type: ignore[method-assign]
+         Screen._compositor_refresh) = self._saved
 
     @property
     def current(self) -> bool:
@@ -225,6 +246,7 @@ async def _drive_marked(app, hook, marks, n, text, list_timeout, scroll, t0, rss
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         table = screen.query_one("#pods")
+        hook.marks = marks
         await _wait(pilot, lambda: len(screen.model.pods) >= n and marks.synced and marks.current,
                     list_timeout, f"{n:,} pods listed and drawn")
         listed_s = time.perf_counter() - t0
@@ -234,6 +256,8 @@ async def _drive_marked(app, hook, marks, n, text, list_timeout, scroll, t0, rss
         await pilot.pause(0.2)
 
         cpu: list[float] = []
+        sync_cpu: list[float] = []
+        refresh_cpu: list[float] = []
 
         def filtered(want: str) -> Callable[[], bool]:
             # The table was drawn after the sync that applied this filter text.
@@ -250,6 +274,11 @@ async def _drive_marked(app, hook, marks, n, text, list_timeout, scroll, t0, rss
             await pilot.press(name)
             await _wait(pilot, lambda: hook.drawn_at is not None, 30, f"the table after {name!r}")
             cpu.append((hook.cpu_at - cpu0) * 1000)
+            if sync:
+                sync_cpu.append(marks.sync_cpu * 1000)
+            while len(marks.refresh_cpu) <= hook.refresh_index:
+                await pilot.pause(0.005)
+            refresh_cpu.append(marks.refresh_cpu[hook.refresh_index] * 1000)
             # A typist's next key comes later: let the frame settle first.
             await pilot.pause(0.03)
             return (hook.drawn_at - start) * 1000  # type: ignore[operator]
@@ -259,7 +288,7 @@ async def _drive_marked(app, hook, marks, n, text, list_timeout, scroll, t0, rss
             typing.append(await key("space" if ch == " " else ch, filtered(text[:k])))
             shown.append(screen.matching)
         erasing = [await key("backspace", filtered(text[:k])) for k in range(len(text) - 1, -1, -1)]
-        key_cpu = list(cpu)
+        key_cpu, key_sync, key_refresh = list(cpu), list(sync_cpu), list(refresh_cpu)
         if screen.matching != n:
             raise BenchError(f"erasing the filter matched {screen.matching} pods, not {n}")
         moves: list[float] = []
@@ -275,6 +304,8 @@ async def _drive_marked(app, hook, marks, n, text, list_timeout, scroll, t0, rss
         "erasing": erasing,
         "scroll": moves,
         "cpu": key_cpu,
+        "sync_cpu": key_sync,
+        "refresh_cpu": key_refresh,
         "shown": shown,
         "rss_before": rss_before,
         "rss_listed": rss_listed,
@@ -328,6 +359,22 @@ def run_sandbox(n: int, text: str) -> dict:
         shutil.rmtree(state, ignore_errors=True)
 
 
+def _in_child(variant: str, text: str, scroll: bool = True) -> dict:
+    """Run one variant in a fresh process, so its RSS is its own."""
+    argv = [sys.executable, "-m", "tests.bench.bench_pod_filter", "--variant", variant,
+            "--text", text]
+    if not scroll:
+        argv.append("--no-scroll")
+    out = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=3600,
+                         cwd=Path(__file__).resolve().parents[2])
+    lines = out.stdout.strip().splitlines()
+    if out.returncode == 3 and lines:
+        raise BenchError(lines[-1])
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"the {variant} run failed (exit {out.returncode}); see stderr")
+    return json.loads(lines[-1])
+
+
 def _ms(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} / {max(values):.1f} ms"
 
@@ -345,10 +392,10 @@ def pod_filter(
     runs: list[tuple[str, dict]] = []
     if not recorded_only:
         try:
-            runs.append(("sandbox API server (KubePodSource)", run_sandbox(N_PODS, text)))
+            runs.append(("sandbox API server (KubePodSource)", _in_child("sandbox", text)))
         except BenchError as e:
             sec.notes.append(f"Sandbox run not measured: {e}")
-    runs.append(("recorded source", run_recorded(N_PODS, text, scroll)))
+    runs.append(("recorded source", _in_child("recorded", text, scroll)))
     t = report.Table(["measure"] + [name for name, _ in runs])
     if any("create_s" in r for _, r in runs):
         t.add(f"create {N_PODS:,} pods (8 client threads)",
@@ -363,6 +410,10 @@ def pod_filter(
               *(" / ".join(f"{x:.1f}" for x in r["scroll"]) + " ms" for _, r in runs))
     t.add("process CPU per key (typing and erasing), p50 / max",
           *(_ms(r["cpu"]) for _, r in runs))
+    t.add("of which filter + table update (UI thread CPU), p50 / max",
+          *(_ms(r["sync_cpu"]) for _, r in runs))
+    t.add("of which the screen refresh that drew it (render + encode), p50 / max",
+          *(_ms(r["refresh_cpu"]) for _, r in runs))
     t.add("pods matching after each key", *(" ".join(map(str, r["shown"])) for _, r in runs))
     t.add("RSS before opening / with 5,000 pods",
           *(f"{r['rss_before']:.0f} / {r['rss_listed']:.0f} MiB" for _, r in runs))
@@ -389,9 +440,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-scroll", action="store_true",
                    help="skip end/home (for a checkout with the old 500-row DataTable)")
     p.add_argument("--create", nargs=2, metavar=("KUBECONFIG", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=["sandbox", "recorded"], help=argparse.SUPPRESS)
+    p.add_argument("--text", default=FILTER, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.create:
         print(f"{create_pods(args.create[0], int(args.create[1])):.3f}")
+        return 0
+    if args.variant:
+        try:
+            if args.variant == "sandbox":
+                r = run_sandbox(N_PODS, args.text)
+            else:
+                r = run_recorded(N_PODS, args.text, scroll=not args.no_scroll)
+        except BenchError as e:
+            print(str(e))
+            return 3
+        print(json.dumps(r))
         return 0
     sec = pod_filter(args.quick, recorded_only=args.recorded_only, scroll=not args.no_scroll)
     print(f"## {sec.title}\n\nGoal: {sec.goal}\n")
