@@ -241,6 +241,26 @@ def test_ssh_reuses_the_connection_and_a_standby_agent(sshd):
     assert open_connections() == 0
 
 
+def test_ssh_prepare_has_an_agent_waiting_before_the_attach(sshd):
+    close_connections()
+    opts = SSHOptions(config=[sshd["config"]])
+    b = standin_bundle(standby=True)
+    SSHTransport(opts, bundle=b).start(target(node="testnode")).close()  # caches the bundle
+    close_connections()
+    logins = _accepted(sshd)
+    SSHTransport(opts, bundle=b).prepare(target(node="testnode"))  # what enter will need
+    assert open_connections() == 1 and _accepted(sshd) - logins == 1
+    t = SSHTransport(opts, bundle=b)
+    link = t.start(target(node="testnode"))
+    try:
+        assert read_frames(link, 1)[0]["standby"] is True
+        assert t.last_timings["reused"] == 1.0 and t.last_timings["standby"] == 1.0
+    finally:
+        link.close()
+    assert _accepted(sshd) - logins == 1
+    close_connections()
+
+
 def test_ssh_by_node_address_with_flags(sshd):
     d = sshd["dir"]
     opts = SSHOptions(

@@ -39,6 +39,9 @@ POD_POLL_S = 3.0
 BAD_LINE_REPORT_S = 10.0
 TRANSPORTS = ("auto", "local", "ssh", "pod", "pprof-only")
 
+# A node's address is read again after this long (it is asked for on every attach).
+NODE_ADDRESS_TTL_S = 60.0
+
 # Commands that set state the agent must have again after a re-attach.
 _STICKY = ("enable", "disable", "set")
 
@@ -446,6 +449,17 @@ def choose_transport(
     return TransportChoice("pprof-only", why)
 
 
+def _warm_up_ssh() -> None:
+    try:
+        import asyncssh  # noqa: F401
+
+        from tui.transports.bundle import agent_bundle
+
+        agent_bundle()
+    except Exception:  # noqa: BLE001 - the attach itself reports what is missing
+        pass
+
+
 class KubeSessionFactory:
     """Builds ``AgentSession``s from a ``KubePodSource`` (implements ``SessionFactory``)."""
 
@@ -475,13 +489,26 @@ class KubeSessionFactory:
         self.agent_namespace = agent_namespace
         self.agent_image = agent_image
         self.last_choice: TransportChoice | None = None
+        self._host_names: set[str] | None = None
+        self._node_addresses: dict[str, tuple[float, str | None]] = {}
+        if transport in ("auto", "ssh"):
+            # asyncssh's import and the agent bundle's zip take a noticeable
+            # moment: pay it while the operator is still choosing a pod.
+            threading.Thread(target=_warm_up_ssh, daemon=True, name="ssh-warm-up").start()
+
+    def _this_host(self) -> set[str]:
+        from tui.transports.local import this_host_names
+
+        if self._host_names is None:  # getfqdn() may ask DNS: once per console
+            self._host_names = this_host_names()
+        return set(self._host_names)
 
     def make_transport(self, pod: PodInfo) -> tuple[Transport, TransportChoice]:
-        from tui.transports.local import LocalTransport, is_local_address, this_host_names
+        from tui.transports.local import LocalTransport, is_local_address
         from tui.transports.proxy import PprofOnlyTransport
         from tui.transports.ssh import SSHTransport
 
-        here = this_host_names()
+        here = self._this_host() if self.transport == "auto" else set()
         if self.transport == "auto" and pod.node and pod.node not in here:
             try:
                 addr = self._node_address(pod.node)
@@ -510,7 +537,40 @@ class KubeSessionFactory:
         return t, choice
 
     def _node_address(self, name: str) -> str | None:
-        return node_address(self.source.read_node(name))
+        """The node's InternalIP, read once a minute at most (each attach asks twice)."""
+        now = time.monotonic()
+        hit = self._node_addresses.get(name)
+        if hit is not None and now - hit[0] < NODE_ADDRESS_TTL_S:
+            return hit[1]
+        addr = node_address(self.source.read_node(name))
+        self._node_addresses[name] = (now, addr)
+        return addr
+
+    def prepare(self, pod: PodInfo) -> None:
+        """Get ready to attach to ``pod`` (returns at once; best effort).
+
+        Over SSH: opens the connection to its node and starts an agent there
+        ahead of need, so an ``enter`` that follows skips the SSH login, the
+        remote shell and Python's start-up. A pod browser may call this for
+        the pod under the cursor.
+        """
+
+        def run() -> None:
+            try:
+                transport, choice = self.make_transport(pod)
+                prepare = getattr(transport, "prepare", None)
+                if choice.name != "ssh" or prepare is None or not pod.node:
+                    return
+                addr = self._node_address(pod.node)
+                c = select_container(pod, self.default_container)
+                prepare(AgentTarget(
+                    pod=pod, container=c, container_id="", node=pod.node,
+                    node_address=addr or pod.host_ip,
+                ))  # fmt: skip
+            except Exception:  # noqa: BLE001 - only a head start; attach says what is wrong
+                pass
+
+        threading.Thread(target=run, daemon=True, name="attach-prepare").start()
 
     def attach(self, pod: PodInfo, container: str | None = None) -> AgentSession:
         transport, choice = self.make_transport(pod)

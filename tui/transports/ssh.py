@@ -552,7 +552,25 @@ class SSHTransport:
         py = shlex.quote(self.options.python) if self.options.python else "/usr/bin/python3 python3"
         return _PREFLIGHT.format(python=py, file=b.filename, args=args)
 
-    async def _spawn_standby(self, lease: _Pooled, b: AgentBundle) -> None:
+    def prepare(self, target: AgentTarget) -> None:
+        """Open the connection to ``target``'s node and start an agent there ahead of
+        need (blocking; the session factory calls it in a thread). Errors are left
+        for the attach to report."""
+        host = self.host_for(target)
+        loop = _LoopThread.get()
+
+        async def run() -> None:
+            lease, _ = await _POOL.acquire(self._pool_key(host), lambda: self._connect(host))
+            try:
+                await self._spawn_standby(lease, self.bundle(), delay=0.0)
+            finally:
+                _POOL.release(lease)
+
+        loop.run(run(), timeout=self.options.connect_timeout + 60)
+
+    async def _spawn_standby(
+        self, lease: _Pooled, b: AgentBundle, delay: float = STANDBY_DELAY_S
+    ) -> None:
         """Start an agent ahead on ``lease``'s connection, for the next attach to this node.
 
         Waits a little first, so it does not compete with the agent that just
@@ -563,7 +581,7 @@ class SSHTransport:
         lease.standby_spawning = True
         proc = None
         try:
-            await asyncio.sleep(STANDBY_DELAY_S)
+            await asyncio.sleep(delay)
             if _POOL.current(lease.key) is not lease or not lease.alive():
                 return
             proc = await lease.conn.create_process(
