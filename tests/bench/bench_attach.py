@@ -146,16 +146,19 @@ def _direct_attaches(sb: Any, warm: int, timeout: float) -> dict[str, list[dict]
     factory = KubeSessionFactory(
         src, transport="ssh", ssh_options=SSHOptions(config=[str(sb.ssh_config)])
     )
-    out: dict[str, list[dict]] = {"cold": [], "warm": [], "reused": []}
+    out: dict[str, list[dict]] = {"cold": [], "warm": [], "reused": [], "prepared": []}
     try:
         pod = src.read_pod("demo", POD)
-        plan = ["cold"] + ["warm"] * warm + ["reused"] * warm
+        plan = ["cold"] + ["warm"] * warm + ["reused"] * warm + ["prepared"] * warm
         for i, mode in enumerate(plan):
             if mode == "cold":
                 procs.log(f"attach_ssh: cold attach (removed {_remove_cached_bundle()} bundle)")
-            if mode in ("cold", "warm"):
+            if mode in ("cold", "warm", "prepared"):
                 _close_kept_connections()
-            else:
+            if mode == "prepared":
+                # What a pod browser that calls prepare() for the row under the cursor gets.
+                factory.prepare(pod)
+            if mode in ("reused", "prepared"):
                 _wait_standby()
             t0 = time.monotonic()
             s = factory.attach(pod)
@@ -338,8 +341,9 @@ def _section(direct: dict[str, list[dict]], app: list[dict], up_s: float) -> Sec
         ("agent import -> hello", "agent: import (or standby wake-up) to hello"),
     ]
     cols = ["cold", "warm, new SSH connection (median / max)",
-            "warm, console's kept connection (median / max)"]  # fmt: skip
-    modes = ("cold", "warm", "reused")
+            "warm, console's kept connection (median / max)",
+            "warm, first attach after prepare(pod) (median / max)"]  # fmt: skip
+    modes = ("cold", "warm", "reused", "prepared")
     t = Table(["from the attach call to …", *cols])
     for key, label in at:
         t.add(label, *(_stats(direct[m], key) for m in modes))
@@ -349,7 +353,7 @@ def _section(direct: dict[str, list[dict]], app: list[dict], up_s: float) -> Sec
     noop = direct.get("noop") or []
     if noop:
         d.add("(for scale) a no-op remote command `true` on an open connection: the "
-              "SSH user's shell start-up", "", "", _stats(noop, "noop"))  # fmt: skip
+              "SSH user's shell start-up", "", "", _stats(noop, "noop"), "")  # fmt: skip
     a = Table(["in the console (Pilot), from `enter` to …", "first attach (new connection)",
                "later attaches (median / max)"])  # fmt: skip
     for key in ("screen", "goroutine count drawn", "throttle numbers drawn"):
@@ -367,7 +371,9 @@ def _section(direct: dict[str, list[dict]], app: list[dict], up_s: float) -> Sec
         "(strict host keys) and the restricted kubeconfig. Cold: the cached bundle removed "
         f"from the node first. Warm, new connection: {len(direct['warm'])} attaches, each on a "
         f"fresh SSH connection. Kept connection: {len(direct['reused'])} attaches on the "
-        "connection the console keeps open per node, with the agent it starts ahead. Console: "
+        "connection the console keeps open per node, with the agent it starts ahead. After "
+        "prepare(pod): a fresh console state, `KubeSessionFactory.prepare` called (as a pod "
+        "browser would for the row under the cursor) and its standby agent ready. Console: "
         f"{len(app)} runs of GoDebugApp under Pilot (140x45), `enter` on the filtered leak row."
     )
     return s
