@@ -9,6 +9,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from textual import events
+
 from tui.app import GoDebugApp
 from tui.screens.attached import AttachedScreen
 from tui.screens.help import HelpScreen
@@ -294,3 +296,22 @@ async def test_ages_move_on_without_watch_events(monkeypatch):
         app.clock.advance(2 * 3600)
         await wait_for(pilot, lambda: table.row("demo/leak-7d9f8").cell("age") == "3h")
         assert "3h" in screen_text(app)
+
+
+async def test_an_update_leaves_a_view_scrolled_away_from_the_cursor_alone():
+    app = many_pods_app(2000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(PodTable)
+        await wait_for(pilot, lambda: table.row_count == 2000)
+        # The mouse wheel scrolls the view, not the cursor (Pilot has no wheel helper).
+        await pilot._post_mouse_events([events.MouseScrollDown], PodTable, (10, 10))
+        await wait_for(pilot, lambda: table.scroll_y > 0)
+        assert table.cursor_row == 0
+        table.scroll_to(y=1500, animate=False)
+        await pilot.pause()
+        assert round(table.scroll_y) == 1500 and table.cursor_row == 0
+        pods = app.screen.model.pods
+        app.pod_source.push(PodEvent("MODIFIED", pod=replace(pods["load/svc-01600"], restarts=9)))
+        await wait_for(pilot, lambda: table.row("load/svc-01600").cell("restarts") == "9")
+        assert round(table.scroll_y) == 1500 and table.cursor_key == "load/svc-00000"
+        assert "svc-01510" in screen_text(app)

@@ -166,8 +166,6 @@ class PodTable(ScrollView, can_focus=True):
         self._strips: dict[tuple, Strip] = {}
         self._style_sums: dict[tuple[Style, str], Style] = {}
         self._frame_styles: tuple[int, Style, Style, Style, Style] | None = None
-        #: The view the last drawn row came from (the benchmark's redraw hook reads it).
-        self.drawn_rows: PodRowsView = EMPTY_VIEW
 
     # ---- data ----------------------------------------------------------------
 
@@ -200,18 +198,28 @@ class PodTable(ScrollView, can_focus=True):
         """Show ``rows``; the cursor stays on its pod and on its screen line.
 
         When the pod under the cursor is gone the cursor keeps its row number
-        (clamped), as DataTable does when a row is removed.
+        (clamped), as DataTable does when a row is removed. When the user has
+        scrolled the cursor out of view, the view stays where it is.
         """
-        old_key = self.cursor_key
-        line = self.cursor_row - self._scroll_row  # the cursor's line on screen
+        old_key, old_row = self.cursor_key, self.cursor_row
+        line = old_row - self._scroll_row  # the cursor's line on screen
         self._rows = rows
-        self.virtual_size = Size(1, len(rows) + 1)  # + the header line
+        size = Size(1, len(rows) + 1)  # + the header line
+        if size != self.virtual_size:
+            self.virtual_size = size
+            # The layout pass that follows keeps the scrollbars as they were when
+            # the widget's own size did not change (ScrollView._size_updated), so
+            # the wheel would not scroll: decide them now, as ScrollView.on_mount does.
+            self._refresh_scrollbars()
         index = rows.index_of(old_key) if old_key is not None else None
-        self.cursor_row = max(0, min(self.cursor_row if index is None else index, len(rows) - 1))
+        self.cursor_row = max(0, min(old_row if index is None else index, len(rows) - 1))
         if 0 <= line < self._page_rows:
             self._scroll_rows_to(self.cursor_row - line)
-        else:
+        elif self.cursor_row != old_row:
             self._scroll_cursor_into_view()
+        else:
+            # Scrolled away from the cursor (mouse wheel): an update leaves the view be.
+            self._scroll_rows_to(self._scroll_row)
         self.refresh()
         self._note_highlight()
 
@@ -362,7 +370,6 @@ class PodTable(ScrollView, can_focus=True):
             return self._strip(HEADINGS, False, header, width)
         index = self._scroll_row + y - 1
         rows = self._rows
-        self.drawn_rows = rows
         if index >= len(rows):
             return Strip.blank(width, plain)
         if index == self.cursor_row:
