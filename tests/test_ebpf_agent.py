@@ -197,3 +197,57 @@ def test_agent_survives_toggling_every_collector_and_exits_clean(bcc, goprog) ->
     assert len(held) >= 7
     assert not held & set(bcc_env.bpf_programs()), "programs left loaded"
     assert {"throttle", "goroutines"} <= {f["kind"] for f in frames}
+
+
+@pytest.mark.ebpf
+@pytest.mark.slow
+def test_set_hz_reopens_sampling_without_a_restart(bcc, goprog) -> None:
+    """``set hz`` on a running cpu_stacks re-opens its perf events on the
+    loaded program: no collector restart (no second compile), the next frames
+    say the new rate, and their sample counts follow it (a busy target: about
+    hz samples per CPU-second)."""
+    with goprogs.running(goprog, "-mode", "cpu") as p:
+        agent = subprocess.Popen(
+            [bcc, "-m", "bpf.agent", "--pid", str(p.pid), "--pprof-port",
+             p.pprof.rsplit(":", 1)[1], "--disable", "goroutines,throttle"],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        q: queue.Queue = queue.Queue()
+        threading.Thread(target=_reader, args=(agent, q), daemon=True).start()
+        frames: list[dict] = []
+        try:
+            _wait_all_on(q, frames, ("cpu_stacks",), 300)
+            n_on = len(frames)
+            _send(agent, "set", hz=99)
+            fast: list[dict] = []
+            cpu: list[float] = []
+            deadline = time.monotonic() + 60
+            while len(fast) < 4 and time.monotonic() < deadline:
+                f = q.get(timeout=30)
+                assert f is not None, frames[-10:]
+                frames.append(f)
+                if f["kind"] == "cpu_stacks" and f["hz"] == 99:
+                    fast.append(f)
+                    cpu.append(_cpu_seconds(p.pid))
+            _send(agent, "stop")
+            while q.get(timeout=60) is not None:
+                pass
+            agent.wait(timeout=60)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+    restarts = [f for f in frames[n_on:] if f["kind"] == "collector"
+                and f["name"] == "cpu_stacks"]
+    assert not restarts, restarts
+    assert len(fast) == 4, frames[-10:]
+    # samples / 99 = CPU seconds the target ran (the kernel's accounting),
+    # over the last three frames: the perf events really sample at 99 Hz.
+    sampled = sum(f["samples"] for f in fast[1:]) / 99
+    ran = cpu[-1] - cpu[0]
+    assert ran > 0.3 and abs(sampled - ran) <= 0.4 * ran, (sampled, ran)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from bpf.bcc_env import BccCollector
+from bpf.bcc_env import BCC_LOCK, BccCollector
 from bpf.collectors.base import CollectorError, Frame
 from bpf.schema import intern_stacks, make_frame
 from bpf.symbols import ProcessSymbolizer
@@ -61,20 +61,40 @@ class CpuStacks(BccCollector):
         return {"TARGET_TGID": int(self.target.pid), "STACK_STORAGE": STACK_STORAGE}
 
     def attach(self) -> None:
+        self.sym = ProcessSymbolizer(self.target.pid)
+        self._attach_sampling()
+        self.attached = os.cpu_count() or 1
+
+    def _attach_sampling(self) -> None:
         from bcc import PerfSWConfig, PerfType
 
-        self.sym = ProcessSymbolizer(self.target.pid)
         self.bpf.attach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
                                    fn_name="gkd_cpu_sample", sample_freq=self.hz, cpu=-1)
-        self.attached = os.cpu_count() or 1
         self._last = time.monotonic()
 
     def configure(self, changes: dict[str, Any]) -> bool:
+        """A new ``hz`` re-opens the perf events on the loaded program (no
+        compile); only while another collector compiles does it ask the agent
+        for a restart instead."""
         self.options.update(changes)
         hz = self._hz()
-        if hz != self.hz:
-            self.hz = hz
-            return self.bpf is not None  # the sampling rate is fixed at attach
+        if hz == self.hz:
+            return False
+        self.hz = hz
+        if self.bpf is None:
+            return False
+        if not BCC_LOCK.acquire(blocking=False):
+            return True
+        try:
+            from bcc import PerfSWConfig, PerfType
+
+            self.bpf.detach_perf_event(PerfType.SOFTWARE, PerfSWConfig.CPU_CLOCK)
+            self.reset_maps()  # samples taken at the old rate would be counted at the new
+            self._attach_sampling()
+        except Exception:
+            return True  # the restart detaches what is left and attaches afresh
+        finally:
+            BCC_LOCK.release()
         return False
 
     def drain(self) -> tuple[list[tuple[tuple[str, ...], int]], int, int]:
