@@ -211,3 +211,49 @@ def test_waits_for_a_container_id():
 def test_choose_transport(req, node, root, ssh, expect):
     ch = choose_transport(req, node, is_root=root, this_host={"me"}, ssh_route=ssh)
     assert ch.name == expect and ch.why
+
+
+class CountingSource:
+    """Pure logic: how often the factory reads the Node object (no cluster here)."""
+
+    api_client = None
+
+    def __init__(self) -> None:
+        self.node_reads = 0
+
+    def read_node(self, name):
+        from kubernetes.client import V1Node, V1NodeAddress, V1NodeStatus
+
+        self.node_reads += 1
+        return V1Node(status=V1NodeStatus(addresses=[
+            V1NodeAddress(type="InternalIP", address="10.88.1.1"),
+        ]))  # fmt: skip
+
+    def read_pod(self, namespace, name):
+        return pod()
+
+
+def test_factory_reads_a_node_address_once_per_minute(monkeypatch):
+    from tui.session import KubeSessionFactory
+
+    src = CountingSource()
+    f = KubeSessionFactory(src, transport="pprof-only")
+    assert [f._node_address("node-1") for _ in range(3)] == ["10.88.1.1"] * 3
+    assert src.node_reads == 1  # each attach asks twice; the API is asked once
+    monkeypatch.setattr("tui.session.NODE_ADDRESS_TTL_S", 0.0)
+    f._node_address("node-1")
+    assert src.node_reads == 2
+
+
+def test_factory_prepare_is_harmless_without_ssh():
+    from tui.session import KubeSessionFactory
+
+    src = CountingSource()
+    f = KubeSessionFactory(src, transport="pprof-only")
+    f.prepare(pod())  # returns at once; pprof-only has nothing to get ready
+    deadline = time.monotonic() + 5
+    while any(t.name == "attach-prepare" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "prepare() did not finish"
+        time.sleep(0.05)
+    assert not any(t.name == "attach-prepare" for t in threading.enumerate())
+    assert src.node_reads == 0

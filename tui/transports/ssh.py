@@ -10,7 +10,14 @@ key is refused with what to do about it.
 Attach speed: one SSH connection per node (and per set of options) stays open
 for the console's later attaches and re-attaches, and is closed after it has
 been idle for a while; on the warm path one remote command checks the cached
-bundle and execs the agent, so an attach costs one channel and one exec.
+bundle and execs the agent, so an attach costs one channel and one exec. Each
+exec pays the SSH user's shell start-up (rc files; seconds for a pyenv init on
+a busy node), so after an attach the connection also gets a *standby* agent:
+started ahead with ``--standby``, its imports done, it waits for its real
+arguments on stdin. The next attach to that node (another pod, a re-attach
+after a dropped agent, a restarted container) hands it the arguments and has
+its hello in a fraction of a second. ``SSHTransport.prepare`` does the same
+before a first attach.
 """
 
 from __future__ import annotations
