@@ -114,6 +114,63 @@ def test_loader_reads_exactly_the_bundle_line_and_keeps_later_commands() -> None
     assert short.returncode != 0 and b"in the middle of the agent bundle" in short.stderr
 
 
+def test_keeper_ends_when_the_agent_is_gone(root, tmp_path) -> None:
+    """The pod's main process, for real, in a mount namespace of its own (as in a pod)."""
+    from tui.transports.pod import KEEPER
+
+    python = SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable
+    keeper = KEEPER.format(lifetime=60, idle=60)
+    agent = "import time; time.sleep(3)"
+    # A script file: a shell whose own command line named the agent would count as one.
+    script = tmp_path / "pod.sh"
+    script.write_text(
+        f"{python} -c '{keeper}' & k=$!\n{python} -c '{agent}' go-k8s-debug-agent &\n"
+        "wait $k\necho keeper-done\n"
+    )
+    t0 = time.monotonic()
+    out = subprocess.run(["unshare", "--mount", "sh", str(script)], capture_output=True,
+                         text=True, timeout=30)  # fmt: skip
+    took = time.monotonic() - t0
+    assert out.returncode == 0 and "keeper-done" in out.stdout, out.stderr
+    # Ended a few seconds after the 3 s agent, long before the 60 s limits.
+    assert 3 <= took < 15, took
+    idle = KEEPER.format(lifetime=60, idle=1)
+    t0 = time.monotonic()
+    subprocess.run(["unshare", "--mount", python, "-c", idle], check=True, timeout=30)
+    assert time.monotonic() - t0 < 10, "no agent ever came: the keeper ends after idle_s"
+
+
+def test_refusals_name_the_fix() -> None:
+    """ApiExceptions as the API server sends them (bodies as seen from kube-apiserver 1.34)."""
+    from kubernetes.client.rest import ApiException
+
+    from tui.transports.pod import PodTransport, _handshake_status
+
+    t = PodTransport.__new__(PodTransport)
+    t.namespace = "godebug"
+
+    def exc(status: int, message: str) -> ApiException:
+        e = ApiException(status=status, reason="x")
+        e.body = json.dumps({"kind": "Status", "message": message})
+        return e
+
+    pss = t._create_error(exc(403, 'pods "a" is forbidden: violates PodSecurity "baseline'
+                                   ':latest": privileged (container "agent" must not set ...)'))
+    assert "Pod Security" in str(pss) and "enforce=privileged" in str(pss) and not pss.retry
+    rbac = t._create_error(exc(403, 'pods is forbidden: User "op" cannot create resource'))
+    assert "deploy/rbac.yaml" in str(rbac) and "--agent-namespace" in str(rbac)
+    assert "does not exist" in str(t._create_error(exc(404, 'namespaces "godebug" not found')))
+    assert t._create_error(exc(500, "etcd timeout")).retry
+    # A websocket handshake failure, as the kubernetes client wraps it.
+    wrapped = ApiException(status=0, reason=(
+        "Handshake status 500 Internal Server Error -+-+- {'content-type': 'application/json'}"
+        ' -+-+- b\'{"kind":"Status","message":"error dialing backend: dial tcp '
+        '10.88.9.1:10250: connect: connection refused","code":500}\''
+    ))  # fmt: skip
+    status, msg = _handshake_status(wrapped)
+    assert status == 500 and msg.startswith("error dialing backend") and "10250" in msg
+
+
 # ---------------------------------------------------------------- on the sandbox
 
 
@@ -255,6 +312,41 @@ def test_attach_over_pod_transport_as_restricted_user(cluster) -> None:
     while _procs_in_pod_cgroup(agent_uid):
         assert time.monotonic() < deadline, "agent pod processes outlived the pod"
         time.sleep(0.2)
+
+
+@pytest.mark.sandbox
+@pytest.mark.slow
+@pytest.mark.ebpf
+def test_agent_pod_ends_itself_when_the_console_dies(cluster) -> None:
+    """The console vanishes without deleting its pod: only the exec connection drops.
+    The agent gets stdin EOF and exits; the pod's main process then ends the pod."""
+    need(os.path.isdir("/usr/lib/python3/dist-packages/bcc"), "needs python3-bpfcc")
+    from tui.cluster import parse_container_id, select_container
+    from tui.transports.base import AgentTarget
+    from tui.transports.pod import PodTransport
+
+    pod = cluster["source"].read_pod("demo", "leak")
+    c = select_container(pod, None)
+    target = AgentTarget(pod, c, parse_container_id(c.container_id)[1], pod.node)
+    t = PodTransport(cluster["source"].api_client, AGENT_IMAGE)
+    link = t.start(target)
+    try:
+        lines = link.lines()
+        assert json.loads(next(lines))["kind"] in ("hello", "log")
+        link._ws.close()  # as if the console were killed: no delete is sent
+        deadline = time.monotonic() + 30
+        while True:
+            phase = cluster["admin"].read_namespaced_pod(link.name, NS).status.phase
+            if phase == "Succeeded":
+                break
+            assert time.monotonic() < deadline, f"agent pod still {phase} 30 s after the drop"
+            time.sleep(0.5)
+        assert not _procs_in_pod_cgroup(
+            cluster["admin"].read_namespaced_pod(link.name, NS).metadata.uid
+        )
+    finally:
+        link.close()
+    _wait_no_agent_pods(cluster)
 
 
 @pytest.mark.sandbox

@@ -5,8 +5,8 @@ Kubernetes API is needed, through the operator's own kubeconfig:
 
 1. create a pod in the agent namespace (``godebug``, made by deploy/rbac.yaml) bound
    to the target's node (``spec.nodeName``), with hostPID, privileged, root, and the
-   node's /sys, kernel headers and tracefs mounted; its main process only sleeps
-   (bounded, like ``activeDeadlineSeconds``, so a forgotten pod ends by itself);
+   node's /sys, kernel headers and tracefs mounted; its main process only waits, and
+   ends the pod once the agent is gone, so a console that died leaves nothing running;
 2. watch it until it runs, turning image pull failures, refusals (RBAC, Pod
    Security admission) and time-outs into sentences that say what to do;
 3. exec a small loader into it (websocket channel protocol ``v4.channel.k8s.io``):
@@ -35,10 +35,13 @@ from tui.transports.bundle import agent_bundle
 DEFAULT_NAMESPACE = "godebug"
 CONTAINER = "agent"
 LABELS = {"app.kubernetes.io/name": "go-k8s-debug", "app.kubernetes.io/component": "agent"}
-# A pod the console forgot (it was killed) still ends: the main process sleeps this long,
-# and activeDeadlineSeconds asks the kubelet to stop it at the same time.
+# The longest one agent pod lives: its main process ends then, and activeDeadlineSeconds
+# has the kubelet stop it too.
 MAX_LIFETIME_S = 4 * 3600
 RUNNING_TIMEOUT_S = 90.0
+# The pod's main process ends this long after start if no agent ever arrived (the console
+# died before its exec), so a crashed console leaves no privileged pod running for hours.
+IDLE_EXIT_S = 120
 V4_PROTOCOL = "v4.channel.k8s.io"
 STDOUT, STDERR, ERROR = 1, 2, 3
 # Container waiting reasons that will not fix themselves.
@@ -79,6 +82,35 @@ os.execv(sys.executable, [sys.executable, path] + sys.argv[1:])
 """
 
 
+# The pod's main process: it keeps the pod alive while an agent runs in it, and ends it
+# once the agent is gone (the console closed or died: its exec, and so the agent, ended),
+# or when none came. Agents are the processes in this container's mount namespace whose
+# command line names go-k8s-debug (the loader, then the bundle it runs).
+KEEPER = """\
+import os, sys, time
+me, start = os.readlink("/proc/self/ns/mnt"), time.time()
+seen = False
+while time.time() - start < {lifetime}:
+    time.sleep(2)
+    alive = False
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == os.getpid():
+            continue
+        try:
+            if os.readlink("/proc/%s/ns/mnt" % p) != me:
+                continue
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                alive = b"go-k8s-debug" in f.read()
+        except OSError:
+            continue
+        if alive:
+            break
+    seen = seen or alive
+    if (seen and not alive) or (not seen and time.time() - start > {idle}):
+        sys.exit(0)
+"""
+
+
 def bundle_line(data: bytes) -> bytes:
     """The loader's first stdin line for a bundle: ``b"<len> <base64>\\n"``."""
     b64 = base64.b64encode(data)
@@ -100,6 +132,7 @@ def agent_pod_manifest(
     node: str,
     image: str,
     lifetime_s: int = MAX_LIFETIME_S,
+    idle_s: int = IDLE_EXIT_S,
 ) -> dict[str, Any]:
     """The agent pod (deploy/agent-pod.yaml's shape, with a sleeping main process)."""
     host = [
@@ -130,8 +163,10 @@ def agent_pod_manifest(
                     "name": CONTAINER,
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
-                    # The agent itself arrives over exec; this only keeps the pod alive.
-                    "command": ["python3", "-c", f"import time; time.sleep({lifetime_s})"],
+                    # The agent itself arrives over exec; this keeps the pod alive meanwhile.
+                    "command": [
+                        "python3", "-c", KEEPER.format(lifetime=lifetime_s, idle=idle_s)
+                    ],
                     "securityContext": {"privileged": True, "runAsUser": 0},
                     "resources": {
                         "requests": {"cpu": "50m", "memory": "64Mi"},
