@@ -293,3 +293,49 @@ def test_symbolizes_a_deleted_binary_and_a_chrooted_process(bins, root, tmp_path
     finally:
         proc.kill()
         proc.wait()
+
+
+def _build_external(go: str, variant: str) -> Path:
+    """goprog linked by the external linker (cgo on), cached like goprogs.build."""
+    import hashlib
+    import os
+    import shutil
+
+    from conftest import need
+
+    need(shutil.which("gcc") is not None, "needs gcc for an externally linked (cgo) build")
+    flags = {"ext-full": "-linkmode=external", "ext-stripped": "-linkmode=external -s -w"}[variant]
+    src = goprogs.SRC / "main.go"
+    h = hashlib.sha256(src.read_bytes() + flags.encode()).hexdigest()[:12]
+    out = goprogs.cache_dir() / f"goprog-{variant}-{h}"
+    if not out.exists():
+        tmp = out.with_suffix(".tmp")
+        env = dict(os.environ, CGO_ENABLED="1", GOFLAGS="-mod=mod")
+        subprocess.run([go, "build", "-trimpath", "-o", str(tmp), f"-ldflags={flags}", "."],
+                       cwd=goprogs.SRC, env=env, check=True, capture_output=True, timeout=600)
+        tmp.rename(out)
+    return out
+
+
+@pytest.mark.slow
+def test_externally_linked_go_1_26_binary(go_tool) -> None:
+    """An external (cgo) link puts C start-up code at the start of .text, so
+    runtime.text is past it; Go 1.26+ no longer write it into the pclntab
+    header. The stripped build takes it from moduledata: 4000 addresses name
+    what ``go tool nm`` names on the unstripped build, inlining expands, and
+    the runtime's own burnCPU address (reflect) in a live process resolves."""
+    full, stripped = _build_external(go_tool, "ext-full"), _build_external(go_tool, "ext-stripped")
+    b = open_binary(str(stripped))
+    assert not b.has_symtab and b.pclntab is not None and b.pclntab.header_text_start == 0
+    assert b.pclntab.text_start != b.elf.sections[".text"].addr  # the case that matters
+    t = b.pclntab
+    # C functions (crt, cgo's C side) are in .symtab only: gone once stripped.
+    syms = [x for x in _nm(go_tool, full) if t.text_start <= x[0] < t.text_end]
+    picks = _sample(syms)
+    bad = [(hex(a), n, b.func_name(a)) for a, n in picks if _norm(b.func_name(a) or "") != _norm(n)]
+    assert len(picks) == 4000 and not bad[:5], f"{len(bad)} of 4000 differ: {bad[:5]}"
+    start, end = b.find_function("main.burnCPU")
+    assert any([f.func for f in b.frames(a)] == ["main.mix", "main.burnCPU"]
+               for a in range(start, end))
+    with goprogs.running(stripped, "-mode", "idle") as p:
+        assert ProcessSymbolizer(p.pid).labels(p.burn_addr) == ("main.burnCPU",)

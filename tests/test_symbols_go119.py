@@ -398,3 +398,18 @@ def test_go_older_than_1_18_is_named_as_unsupported(bins119, tmp_path) -> None:
         sym.main, sym._bins, sym._labels = b, {}, {}  # as if the process ran the old build
         (label,) = sym.labels(p.burn_addr)
     assert label == f"{p.burn_addr:#x} [{bins119['stripped'].name}: unsupported Go version]"
+
+
+def test_go_1_19_newproc1_rets_agree_with_objdump(bins119) -> None:
+    """The RET sites goroutines_uprobe probes, found by the length decoder in
+    Go 1.19's runtime.newproc1, are objdump's; goexit1 and gcStart exist."""
+    from bpf.symbols.x86ret import ret_addresses, ret_addresses_objdump
+
+    need(shutil.which("objdump") is not None, "needs objdump (binutils)")
+    for variant in ("full", "pie"):
+        path = str(bins119[variant])
+        b = open_binary(path)
+        s, e = b.find_function("runtime.newproc1")
+        rets = ret_addresses(b.elf.read_vaddr(s, e - s), s)
+        assert rets and rets == ret_addresses_objdump(path, s, e), variant
+        assert b.find_function("runtime.goexit1") and b.find_function("runtime.gcStart")

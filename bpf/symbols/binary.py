@@ -106,29 +106,15 @@ class Binary:
         secs = self.elf.sections
         return secs.get(".gopclntab") or secs.get(".data.rel.ro.gopclntab")
 
-    def _text_start(self) -> int | None:
-        sec = self.elf.sections.get(".text")
-        if sec is not None:
-            return sec.addr
-        va = self.elf.symbol_value("runtime.text")
-        return va or None
-
-    def _find_gofunc(self, pcln_va: int, text_start: int | None) -> int | None:
-        """Address of go:func.* (inline trees live there): from .symtab, else
-        from runtime.firstmoduledata, found by its first word (the pcHeader
-        address) in .go.module (Go 1.26+) or .noptrdata. When a linker leaves
-        those words for load-time relocations, no inline expansion."""
+    def _moduledata(self, pcln_va: int) -> tuple[int, ...] | None:
+        """The first words of runtime.firstmoduledata, found by its first word
+        (the pcHeader address) in .go.module (Go 1.26+) or .noptrdata, checked
+        by funcnametab pointing into the table and ``text`` lying in .text.
+        None when a linker leaves those words for load-time relocations."""
         elf = self.elf
-        va = elf.symbol_value("go:func.*") or elf.symbol_value("go.func.*")
-        if va:
-            return va
-        rodata = elf.sections.get(".rodata")
-        pcln = self._pclntab_section()
-        if rodata is None or pcln is None or not text_start:
+        text = elf.sections.get(".text")
+        if text is None:
             return None
-
-        def holds_gofunc(addr: int) -> bool:
-            return any(sec.addr < addr < sec.addr + sec.size for sec in (pcln, rodata))
         needle = struct.pack("<Q", pcln_va)
         n = _MODULEDATA_SCAN_WORDS
         for name in (".go.module", ".noptrdata", ".data"):
@@ -140,17 +126,45 @@ class Binary:
             while pos >= 0:
                 if (pos - lo) % 8 == 0 and pos + 8 * n <= elf.size:
                     w = struct.unpack_from(f"<{n}Q", elf.data, pos)
-                    # funcnametab must point into the table, text must be .text.
-                    if w[1] > pcln_va and w[_MODULEDATA_TEXT_WORD] == text_start:
-                        # go:func.* follows the rodata word: take the last such pair.
-                        for i in range(n - 1, _MODULEDATA_TEXT_WORD, -1):
-                            # runtime.rodata: .rodata's start, or just past it
-                            # when an external linker put C read-only data first.
-                            near_rodata = rodata.addr <= w[i - 1] < rodata.addr + 4096
-                            if near_rodata and holds_gofunc(w[i]):
-                                return w[i]
-                        return None
+                    if w[1] > pcln_va and text.addr <= w[_MODULEDATA_TEXT_WORD] < \
+                            text.addr + text.size:
+                        return w
                 pos = elf.data.find(needle, pos + 1, hi)
+        return None
+
+    def _text_start(self, pcln_va: int) -> int | None:
+        """runtime.text, for Go 1.26+ (whose header no longer has it). It is
+        .text's start after an internal link, but an external link (cgo) puts
+        C start-up code first: then the symbol, else moduledata.text."""
+        va = self.elf.symbol_value("runtime.text")
+        if va:
+            return va
+        md = self._moduledata(pcln_va)
+        if md is not None:
+            return md[_MODULEDATA_TEXT_WORD]
+        sec = self.elf.sections.get(".text")
+        return sec.addr if sec is not None else None
+
+    def _find_gofunc(self, pcln_va: int, text_start: int | None) -> int | None:
+        """Address of go:func.* (inline trees live there): from .symtab, else
+        from runtime.firstmoduledata. None: no inline expansion."""
+        elf = self.elf
+        va = elf.symbol_value("go:func.*") or elf.symbol_value("go.func.*")
+        if va:
+            return va
+        rodata = elf.sections.get(".rodata")
+        pcln = self._pclntab_section()
+        md = self._moduledata(pcln_va)
+        if rodata is None or pcln is None or md is None or md[_MODULEDATA_TEXT_WORD] != text_start:
+            return None
+        # go:func.* follows the rodata word: take the last such pair.
+        for i in range(len(md) - 1, _MODULEDATA_TEXT_WORD, -1):
+            # runtime.rodata: .rodata's start, or just past it when an external
+            # linker put C read-only data first.
+            near_rodata = rodata.addr <= md[i - 1] < rodata.addr + 4096
+            if near_rodata and any(sec.addr < md[i] < sec.addr + sec.size
+                                   for sec in (pcln, rodata)):
+                return md[i]
         return None
 
     def _load_pclntab(self) -> None:
@@ -161,11 +175,9 @@ class Binary:
         text = None
         hdr_text = struct.unpack_from("<Q", elf.data, off + 24)[0] if off + 32 <= elf.size else 0
         if hdr_text == 0:
-            text = self._text_start()  # Go 1.26+: textStart is no longer written
+            text = self._text_start(va)  # Go 1.26+: textStart is no longer written
         gofunc = None
         if elf.data[off:off + 4] in (struct.pack("<I", MAGIC_120), struct.pack("<I", MAGIC_118)):
-            # moduledata.text equals the header's textStart when one is written
-            # (an external link puts C code first, so .text starts earlier).
             gofunc = self._find_gofunc(va, hdr_text or text)
         try:
             self.pclntab = Pclntab(elf.data, text_start=text, gofunc=gofunc,
