@@ -61,32 +61,20 @@ def _zip_bpf() -> bytes:
     return buf.getvalue()
 
 
-_cache: tuple[tuple[tuple[str, int, int], ...], AgentBundle] | None = None
+_cache: AgentBundle | None = None
 _cache_lock = threading.Lock()
-
-
-def _sources_stamp() -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime, size) of every agent source: cheap to take, changes with any edit."""
-    out = []
-    for path in sorted(BPF_DIR.rglob("*")):
-        if path.suffix in (".py", ".c", ".h") and "__pycache__" not in path.parts:
-            st = path.stat()
-            out.append((str(path), st.st_mtime_ns, st.st_size))
-    return tuple(out)
 
 
 def agent_bundle() -> AgentBundle:
     """The agent bundle to ship (``bpf.bundle`` if present, else our zipapp).
 
-    Built once per console and reused for every attach (rebuilt when an agent
-    source file changes): zipping and hashing it is work an attach need not wait for.
+    Built once per console process and reused for every attach: zipping and
+    hashing it is work an attach need not wait for, and one console ships one
+    agent version (the node's cache and standby agents are keyed by its hash).
     """
     global _cache
-    stamp = _sources_stamp()
     with _cache_lock:
-        if _cache is not None and _cache[0] == stamp:
-            return _cache[1]
-        data = _from_bpf_bundle() or _zip_bpf()
-        bundle = AgentBundle(data, hashlib.sha256(data).hexdigest(), standby=True)
-        _cache = (stamp, bundle)
-        return bundle
+        if _cache is None:
+            data = _from_bpf_bundle() or _zip_bpf()
+            _cache = AgentBundle(data, hashlib.sha256(data).hexdigest(), standby=True)
+        return _cache
