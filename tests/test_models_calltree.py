@@ -120,3 +120,18 @@ def test_find_by_path_is_stable_identity():
     assert first is not None and second is not None
     assert first.path == second.path == path and second.cum == 1
     assert m.view().find(MAIN + ("missing",)) is None
+
+
+def test_each_distinct_stack_is_stored_once_however_many_frames_bring_it():
+    m = CallTreeModel()
+    for sec in range(100, 130):
+        # Every frame decodes fresh strings and tuples, as JSON frames do.
+        fresh = tuple("".join(["main.", name]) for name in ("main", "work", "fib"))
+        m.add(sec + 0.5, [(fresh, 2), (fresh[:2], 1)])
+    keys = {id(k) for _, bucket in m._buckets for k in bucket}
+    assert len(keys) == 2  # one tuple per distinct stack, shared by all 30 buckets
+    names = {id(n) for _, bucket in m._buckets for k in bucket for n in k}
+    assert len(names) == 3
+    assert m.window_stacks()[("main.main", "main.work", "main.fib")] == 60
+    m.reset()
+    assert not m._stacks and not m._names

@@ -43,6 +43,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], report.Section]]] = {
         "Console under load: 10,000 stack samples/s, all panes live",
         bench_console_live.live_load,
     ),
+    "console_hour": (
+        "Console memory over an hour: 10,000 stack samples/s, all panes live",
+        bench_console_live.console_hour,
+    ),
     "console_pod_filter": (
         "Pod browser with 5,000 pods: filter as you type",
         bench_pod_filter.pod_filter,

@@ -86,7 +86,7 @@ EMPTY_VIEW = CallTreeView(
 )
 
 
-@dataclass
+@dataclass(slots=True)  # tens of thousands per refresh: no per-node __dict__
 class _MutableNode:
     flat: int = 0
     cum: int = 0
@@ -183,6 +183,12 @@ class CallTreeModel:
         self.source = ""
         self._buckets: deque[tuple[int, Counter[Stack]]] = deque()
         self._since_attach: Counter[Stack] = Counter()
+        # One tuple (and one string per function name) per distinct stack, shared by
+        # every bucket: each frame's freshly decoded copies die at once instead of
+        # living for a minute in a bucket (memory then grows by distinct stacks, not by
+        # frames, and the heap does not fragment under a steady stream).
+        self._stacks: dict[Stack, Stack] = {}
+        self._names: dict[str, str] = {}
         # Running sum of all kept buckets (the longest window), so a refresh does
         # not re-add 60 one-second Counters at thousands of samples per second.
         self._kept: Counter[Stack] = Counter()
@@ -204,6 +210,7 @@ class CallTreeModel:
         # rather than reordering the deque.
         bucket = self._buckets[-1][1]
         for stack, count in stacks:
+            stack = self._intern(stack)
             bucket[stack] += count
             self._since_attach[stack] += count
             self._kept[stack] += count
@@ -217,6 +224,16 @@ class CallTreeModel:
                 else:
                     del self._kept[stack]
 
+    def _intern(self, stack: Stack) -> Stack:
+        """The shared copy of ``stack`` (stored on first sight)."""
+        known = self._stacks.get(stack)
+        if known is not None:
+            return known
+        names = self._names
+        known = tuple(names.setdefault(name, name) for name in stack)
+        self._stacks[known] = known
+        return known
+
     def set_window(self, window: str) -> None:
         if window not in WINDOWS:
             raise ValueError(f"unknown window {window!r}: use one of {', '.join(WINDOWS)}")
@@ -227,6 +244,8 @@ class CallTreeModel:
         self._buckets.clear()
         self._since_attach.clear()
         self._kept.clear()
+        self._stacks.clear()
+        self._names.clear()
         if self._frozen is not None:
             self._frozen = None
 
