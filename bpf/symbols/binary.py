@@ -219,8 +219,18 @@ class Binary:
 
     def frames(self, addr: int, inline: bool = True) -> list[Frame]:
         """Frames at ``addr``, innermost first (inlined callees, then the
-        physical function). Empty when unknown."""
-        name = self.func_name(addr)
+        physical function). Empty when unknown.
+
+        The physical function is named as the pclntab names it when it has
+        the address: that is the runtime's own name, which tracebacks and
+        pprof print (.symtab spells some differently: Go 1.18-1.20 write
+        generic instantiations there in full but "[...]" in the pclntab).
+        """
+        try:
+            hit = self.pclntab_lookup(addr)
+        except (struct.error, IndexError):
+            hit = None
+        name = hit[0] if hit else self.func_name(addr)
         if self.pclntab is not None and inline:
             try:
                 fr = self.pclntab.frames(addr)
@@ -229,7 +239,7 @@ class Binary:
             if fr:
                 out = [Frame(f, fi, ln, True) for (f, fi, ln) in fr[:-1]]
                 f, fi, ln = fr[-1]
-                out.append(Frame(name or f, fi, ln, False))
+                out.append(Frame(name or f, fi, ln, False))  # name: f, or .symtab's
                 return out
         return [Frame(name)] if name else []
 
