@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass, field
 
 from bpf import cgroup as cg
+from bpf.symbols.gopclntab import unsupported_message
 from bpf.varint import uvarint
 
 PAUSE_COMMS = ("pause", "catatonit")
@@ -69,6 +70,9 @@ class Target:
     stripped: bool | None = None
     #: The full NSpid chain (host first).
     nspids: tuple[int, ...] = ()
+    #: Set when the binary is Go older than 1.18: frames will say
+    #: "unsupported Go version" (see bpf.symbols).
+    symbols_note: str | None = None
 
     def threads(self) -> list[int]:
         """Host tids of all the target's threads now (empty if it exited)."""
@@ -99,6 +103,7 @@ class Target:
             "is_go": self.is_go,
             "go_version": self.go_version,
             "stripped": self.stripped,
+            "symbols_note": self.symbols_note,
         }
 
 
@@ -224,6 +229,22 @@ def go_binary_info(path: str) -> tuple[bool, str | None, bool | None]:
         except (OSError, ValueError):
             pass
     return is_go, version, stripped
+
+
+def go_symbols_note(path: str) -> str | None:
+    """Why a Go binary's functions cannot be named (a pclntab of Go older than
+    1.18), as a sentence for the hello frame; None when there is no such problem."""
+    try:
+        secs = elf_sections(path)
+        for name in (".gopclntab", ".data.rel.ro.gopclntab"):
+            if name in secs:
+                with open(path, "rb") as f:
+                    f.seek(secs[name][0])
+                    raw = f.read(4)
+                return unsupported_message(struct.unpack("<I", raw)[0]) if len(raw) == 4 else None
+    except (OSError, ValueError, struct.error):
+        pass
+    return None
 
 
 # --- cgroup matching -------------------------------------------------------------------------
@@ -513,4 +534,5 @@ def _build(pid: int, pod_uid: str | None, container_id: str | None) -> Target:
         go_version=go_version,
         stripped=stripped,
         nspids=nspids,
+        symbols_note=go_symbols_note(exe) if is_go else None,
     )

@@ -391,6 +391,10 @@ def test_go_older_than_1_18_is_named_as_unsupported(bins119, tmp_path) -> None:
     b = Binary(ElfFile(str(old)), "goprog116")
     assert b.pclntab is None and b.is_go
     assert "unsupported Go version" in b.unsupported_go and "Go 1.16-1.17" in b.unsupported_go
+    from bpf.target import go_symbols_note
+
+    assert go_symbols_note(str(old)) == b.unsupported_go  # the hello frame says it too
+    assert go_symbols_note(str(bins119["stripped"])) is None
     with pytest.raises(UnsupportedGoVersion, match="Go 1.2-1.15"):
         Pclntab(b"\xfb\xff\xff\xff" + b"\0" * 80)
     with goprogs.running(bins119["stripped"], "-mode", "idle") as p:
