@@ -339,3 +339,31 @@ def test_externally_linked_go_1_26_binary(go_tool) -> None:
                for a in range(start, end))
     with goprogs.running(stripped, "-mode", "idle") as p:
         assert ProcessSymbolizer(p.pid).labels(p.burn_addr) == ("main.burnCPU",)
+
+
+def test_stripped_libc_frames_named_from_dynsym(root) -> None:
+    """A frame in a stripped libc (syscall wrappers a Go program calls through
+    cgo) is named from .dynsym: the address the dynamic linker gives for
+    ``getpid`` in this very process is labelled with one of the names
+    ``nm -D`` lists at that address, not ``0x... [libc.so.6]``."""
+    import ctypes
+    import os
+    import shutil
+
+    if not shutil.which("nm"):
+        pytest.skip("nm (binutils) not installed: nothing to compare with")
+    libc = ctypes.CDLL(None)
+    addr = ctypes.cast(libc.getpid, ctypes.c_void_p).value
+    sym = ProcessSymbolizer(os.getpid())
+    b, va, module = sym.link_address(addr)
+    assert b is not None and module.startswith("libc"), module
+    assert not b.elf.sections.get(".symtab"), "this test wants a stripped libc"
+    out = subprocess.run(["nm", "-D", "--defined-only", f"/proc/{os.getpid()}/map_files/"
+                          + next(f"{m.start:x}-{m.end:x}" for m in sym._maps
+                                 if m.start <= addr < m.end)],
+                         capture_output=True, text=True, check=True).stdout
+    names = {ln.split()[2].split("@")[0] for ln in out.splitlines()
+             if len(ln.split()) == 3 and int(ln.split()[0], 16) == va}
+    assert "getpid" in names, names
+    (label,) = sym.labels(addr)
+    assert label in names, (label, names)

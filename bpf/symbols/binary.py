@@ -63,11 +63,16 @@ class Binary:
         self._load_pclntab()
         self.is_go = self.pclntab is not None or self.go_version is not None
         syms = elf.func_symbols()
+        self.has_symtab = bool(syms)
         if self.is_go:
             syms = [(a, s, _strip_abi(n)) for (a, s, n) in syms]
+        elif not syms:
+            # A stripped shared library (libc): its exported functions still
+            # name most frames a Go program spends time in (syscalls, cgo).
+            # Sizeless entries would claim every address after them: skipped.
+            syms = [x for x in elf.func_symbols(".dynsym") if x[1]]
         self._sym_starts = [a for (a, _s, _n) in syms]
         self._syms = syms
-        self.has_symtab = bool(syms)
 
     # -- discovery ---------------------------------------------------------
     def _go_version(self) -> str | None:
@@ -212,7 +217,7 @@ class Binary:
     def func_name(self, addr: int) -> str | None:
         """Function holding link-time address ``addr``: ``.symtab`` first, then
         ``.gopclntab``."""
-        hit = self.symtab_lookup(addr) if self.has_symtab else None
+        hit = self.symtab_lookup(addr) if self._syms else None
         if hit is None:
             hit = self.pclntab_lookup(addr)
         return hit[0] if hit else None

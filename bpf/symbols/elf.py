@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 ELF_MAGIC = b"\x7fELF"
 SHT_SYMTAB = 2
+SHT_DYNSYM = 11
 SHT_NOBITS = 8
 PT_LOAD = 1
 STT_FUNC = 2
@@ -144,11 +145,12 @@ class ElfFile:
             return None
         return self.data[off:off + n]
 
-    def func_symbols(self) -> list[tuple[int, int, str]]:
-        """``(start, size, name)`` of every STT_FUNC in ``.symtab``, sorted by start.
-        Empty when the binary is stripped."""
-        sec = self.sections.get(".symtab")
-        if sec is None or sec.type != SHT_SYMTAB or sec.entsize != 24:
+    def func_symbols(self, table: str = ".symtab") -> list[tuple[int, int, str]]:
+        """``(start, size, name)`` of every defined STT_FUNC in ``table``
+        (``.symtab``, or ``.dynsym``: the exported functions, which a stripped
+        shared library such as libc still has), sorted by start."""
+        sec = self.sections.get(table)
+        if sec is None or sec.type not in (SHT_SYMTAB, SHT_DYNSYM) or sec.entsize != 24:
             return []
         self._check(sec.offset, sec.size)
         if sec.link >= len(self.section_list):
