@@ -20,6 +20,7 @@ Names are the sandbox's and the cluster's; nothing here imports Textual.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import re
@@ -115,6 +116,20 @@ def bundle_line(data: bytes) -> bytes:
     """The loader's first stdin line for a bundle: ``b"<len> <base64>\\n"``."""
     b64 = base64.b64encode(data)
     return str(len(b64)).encode() + b" " + b64 + b"\n"
+
+
+# Agent pods this process created and has not deleted yet, so that a console that exits
+# while a session is still closing (in a daemon thread) deletes them on the way out.
+_LIVE: dict[tuple[str, str], PodTransport] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _delete_live_pods() -> None:
+    with _LIVE_LOCK:
+        live = list(_LIVE.items())
+    for (namespace, name), transport in live:
+        transport.delete_pod(name, namespace)
 
 
 _DNS_BAD = re.compile(r"[^a-z0-9-]+")
@@ -416,6 +431,8 @@ class PodTransport:
             raise TransportError(
                 f"Could not create the agent pod: the API server is unreachable ({e})."
             ) from None
+        with _LIVE_LOCK:
+            _LIVE[(self.namespace, name)] = self
         self.log(
             "info",
             f"created agent pod {self.namespace}/{name} on node {node} "
@@ -561,6 +578,9 @@ class PodTransport:
         """Delete the agent pod at once (grace 0); log what happened."""
         from kubernetes.client.rest import ApiException
 
+        with _LIVE_LOCK:
+            if (namespace, name) not in _LIVE:
+                return  # deleted already (the session's close and the exit hook both ask)
         try:
             self.core.delete_namespaced_pod(
                 name, namespace, grace_period_seconds=0, _request_timeout=(5, 15)
@@ -582,4 +602,7 @@ class PodTransport:
                 f"delete it with `kubectl -n {namespace} delete pod {name}`",
             )
             return
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.pop((namespace, name), None)
         self.log("info", f"deleted agent pod {namespace}/{name}")
