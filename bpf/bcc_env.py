@@ -436,6 +436,12 @@ class SharedProgram:
         self.c_files = frozenset(c_files)
         self.defines = {k: str(v) for k, v in defines.items()}
         self.users: set[object] = set()
+        # Who attached what, by the token of one collector run: detaches go
+        # by these, so a late detach of a run that was switched off can never
+        # take down the probes of the run that replaced it (same names).
+        self.claims: dict[tuple[str, Any], object] = {}
+        # c_file -> token of the run currently holding that collector's programs.
+        self.owners: dict[str, object] = {}
 
     def serves(self, c: BccCollector) -> bool:
         return c.c_file in self.c_files and all(
@@ -444,6 +450,10 @@ class SharedProgram:
 
 _shared: list[SharedProgram] = []
 _stats = {"compiles": 0}
+# Collector starts waiting for BCC_LOCK: a module whose last user left is
+# kept for them (a collector switched off and on again while another one
+# compiles reuses it instead of compiling afresh).
+_waiting = [0]
 
 
 def shared_stats() -> dict[str, int]:
@@ -508,42 +518,54 @@ def map_names(c_text: str) -> list[str]:
     return out
 
 
-def _attachments(b: Any) -> dict[str, set]:
-    return {"uprobe": set(b.uprobe_fds), "tracepoint": set(b.tracepoint_fds),
-            "perf": set(b.open_perf_events), "func": set(b.funcs)}
+_KINDS = ("uprobe", "tracepoint", "perf", "func")  # detach order: probes, then programs
 
 
-def _detach(b: Any, owned: dict[str, set]) -> None:
-    """Detach one collector's probes from a shared module and unload its
-    programs (the kernel frees a program when its last fd closes)."""
-    steps: list[Callable[[], Any]] = []
-    steps += [lambda k=k: b.detach_uprobe_event(k) for k in owned.get("uprobe", ())]
-    steps += [lambda k=k: b.detach_tracepoint(k) for k in owned.get("tracepoint", ())]
-    steps += [lambda k=k: b.detach_perf_event(*k) for k in owned.get("perf", ())]
-    for step in steps:
+def _attachments(b: Any) -> set[tuple[str, Any]]:
+    return ({("uprobe", k) for k in b.uprobe_fds} | {("tracepoint", k) for k in b.tracepoint_fds}
+            | {("perf", k) for k in b.open_perf_events} | {("func", k) for k in b.funcs})
+
+
+def _detach(prog: SharedProgram, token: object) -> None:
+    """Detach what one collector run attached to a shared module and unload
+    its programs (the kernel frees a program when its last fd closes)."""
+    b = prog.bpf
+    mine = sorted((k for k, t in prog.claims.items() if t is token),
+                  key=lambda k: _KINDS.index(k[0]))
+    for kind, key in mine:
+        del prog.claims[(kind, key)]
         try:
-            step()
+            if kind == "uprobe":
+                b.detach_uprobe_event(key)
+            elif kind == "tracepoint":
+                b.detach_tracepoint(key)
+            elif kind == "perf":
+                b.detach_perf_event(*key)
+            else:
+                fn = b.funcs.pop(key, None)
+                if fn is not None:
+                    os.close(fn.fd)
         except Exception:
             pass  # already gone (bcc raises when it is not attached)
-    for name in owned.get("func", ()):
-        fn = b.funcs.pop(name, None)
-        if fn is not None:
-            try:
-                os.close(fn.fd)
-            except OSError:
-                pass
 
 
-def _release(prog: SharedProgram, token: object, owned: dict[str, set] | None) -> None:
+def _release(prog: SharedProgram, token: object, c_file: str) -> None:
     with BCC_LOCK:
-        if owned:
-            _detach(prog.bpf, owned)
+        _detach(prog, token)
+        if prog.owners.get(c_file) is token:
+            del prog.owners[c_file]
         prog.users.discard(token)
-        if prog.users:
+        _free_unused()
+
+
+def _free_unused() -> None:
+    """Release the modules no collector uses, unless a start is waiting."""
+    with BCC_LOCK:
+        if _waiting[0]:
             return
-        if prog in _shared:
+        for prog in [p for p in _shared if not p.users]:
             _shared.remove(prog)
-        _cleanup(prog.bpf)
+            _cleanup(prog.bpf)
 
 
 class BccCollector(Collector):
@@ -567,7 +589,6 @@ class BccCollector(Collector):
         self.attached = 0
         self._program: SharedProgram | None = None
         self._token: object | None = None
-        self._owned: dict[str, set] | None = None
 
     def defines(self) -> dict[str, Any]:
         return {}
@@ -630,12 +651,28 @@ class BccCollector(Collector):
 
     def start(self) -> None:
         compiled = False
-        with BCC_LOCK:  # compile and attach call into libbcc (see BCC_LOCK)
+        with _pending_guard:
+            _waiting[0] += 1
+        try:
+            BCC_LOCK.acquire()
+        finally:
+            with _pending_guard:
+                _waiting[0] -= 1
+        try:  # compile and attach call into libbcc (see BCC_LOCK)
             _run_pending()
             try:
                 prog, compiled = self.compile()
-                self._program, self._token = prog, object()
-                prog.users.add(self._token)
+                token = self._token = object()
+                self._program = prog
+                prog.users.add(token)
+                old = prog.owners.get(self.c_file)
+                if old is not None:
+                    # An earlier run of this collector still holds its programs
+                    # (switched off while it started; its undo comes later). Its
+                    # probes go now: one program cannot be attached twice to a
+                    # tracepoint (EEXIST), and only one run may drain the maps.
+                    _detach(prog, old)
+                prog.owners[self.c_file] = token
                 self.bpf = prog.bpf
                 if not compiled:
                     self.reset_maps()
@@ -643,8 +680,8 @@ class BccCollector(Collector):
                 try:
                     self.attach()
                 finally:
-                    after = _attachments(self.bpf)
-                    self._owned = {k: after[k] - before[k] for k in after}
+                    for k in _attachments(self.bpf) - before:
+                        prog.claims[k] = token
             except CollectorError:
                 self.stop()
                 raise
@@ -654,9 +691,12 @@ class BccCollector(Collector):
                                      "is the target still running? the agent must run as "
                                      "root") from None
             finally:
+                _free_unused()  # kept for this start, then unused (another target)
                 release_memory()
                 if compiled:
                     drop_compiler_pages()
+        finally:
+            BCC_LOCK.release()
 
     def poll(self) -> list[Frame]:
         """``read_frames()`` under the bcc lock; no frames this interval while
@@ -710,9 +750,8 @@ class BccCollector(Collector):
         collector compiles); the module goes with its last user."""
         prog, self._program = self._program, None
         token, self._token = self._token, None
-        owned, self._owned = self._owned, None
         self.bpf = None
         n, self.attached = self.attached, 0
         if prog is not None:
-            run_locked(lambda: _release(prog, token, owned))
+            run_locked(lambda: _release(prog, token, self.c_file))
         return n
