@@ -4,9 +4,12 @@ reset, futex toggle, findings, resizing, stable tree expansion, hostile symbols.
 from __future__ import annotations
 
 import html
+import io
 import re
 import time
 from pathlib import Path
+
+from rich.console import Console
 
 from bpf import schema
 from tui.app import GoDebugApp
@@ -14,6 +17,7 @@ from tui.screens.attached import AttachedScreen, CallTreePane
 from tui.sources.recorded import FixedClock, RecordedPodSource, RecordedSessionFactory, load_pods
 from tui.widgets.call_tree import CallTreeWidget
 from tui.widgets.findings_list import FindingsPane
+from tui.widgets.panes import throttle_text
 
 DATA = Path(__file__).parent / "data"
 END = 1_795_600_090.5  # just after the recordings' last frame
@@ -212,6 +216,41 @@ async def test_hostile_symbols_and_log_lines_render_literally():
         text = screen_text(app)
         assert "[blink]agent[/blink] said hi" in text
         assert "\x1b" not in text
+
+
+async def test_throttle_pane_shows_window_averages_beside_the_last_interval():
+    app = make_app("cpu")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await attached(pilot, app, "cpu")
+        (_, c10, _), (_, c60, p60) = screen.snapshot.throttle.windows
+        assert c10.share is not None and c60.share is not None and p60.share is not None
+        await wait_for(pilot, lambda: "60 s avg" in screen_text(app))
+        numbers = screen.query_one("#throttle-numbers")
+        console = Console(width=numbers.size.width, record=True, file=io.StringIO())
+        console.print(throttle_text(screen.snapshot.throttle))  # what the pane was given
+        text = console.export_text()
+        assert len(max(text.splitlines(), key=len)) <= numbers.size.width
+        assert "last 1 s" in text and "10 s avg" in text and "60 s avg" in text
+        container = next(line for line in text.splitlines() if "container %" in line)
+        assert f"{c10.share * 100:.0f}%" in container and f"{c60.share * 100:.0f}%" in container
+
+
+async def test_log_lines_folded_in_late_go_to_their_place_in_time():
+    app = make_app("cpu")
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await attached(pilot, app, "cpu")
+        session = app.session_factory.sessions[0]
+        session.inject(schema.make_frame("log", t=int((END - 30) * 1e9), level="info",
+                                         msg="stamped earlier, read later"))
+        await wait_for(pilot, lambda: screen.snapshot.header.frames == FRAMES["cpu"] + 1)
+        times = [line.t for line in screen.snapshot.log]
+        assert times == sorted(times)
+        log = screen.query_one("#log")
+        await wait_for(pilot, lambda: any("stamped earlier" in "".join(s.text for s in line)
+                                          for line in log.lines))
+        written = ["".join(s.text for s in line) for line in log.lines]
+        stamps = [w[:8] for w in written if re.match(r"\d\d:\d\d:\d\d ", w)]
+        assert stamps == sorted(stamps)
 
 
 async def test_resizing_between_small_and_large_terminals():

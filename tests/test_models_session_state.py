@@ -128,3 +128,90 @@ def test_replay_jump_back_resets_everything():
     assert s.goroutines.count == 20 and s.goroutines.peak == 20
     assert s.calltree.total == 0
     assert s.log[-1].text == "replay: jumped back"
+
+
+def _throttle(t: float, periods: int, throttled: int, throttled_ms: int) -> dict:
+    cg = {
+        "nr_periods": periods,
+        "nr_throttled": throttled,
+        "throttled_ns": throttled_ms * 1_000_000,
+        "usage_ns": 200_000_000,
+        "quota_us": 20000,
+        "period_us": 100000,
+    }
+    return schema.make_frame(
+        "throttle", t=int(t * 1e9), interval_ns=10**9, cgroup_version="v2", container=cg, pod=cg
+    )
+
+
+def test_throttle_window_averages_beside_a_quiet_last_interval():
+    # A bursty service: every 5th second all 10 periods throttled, quiet between.
+    m = SessionModel()
+    for sec in range(1, 121):
+        burst = sec % 5 == 0
+        m.add(_throttle(1000 + sec, 10, 10 if burst else 0, 800 if burst else 0))
+    m.add(_throttle(1121, 10, 0, 0))  # the last interval: between bursts
+    th = m.snapshot(1121).throttle
+    assert th.container.share == 0.0 and th.container.throttled_ms_per_s == 0.0
+    assert th.interval_s == 1.0
+    (s10, c10, p10), (s60, c60, p60) = th.windows
+    assert (s10, s60) == (10, 60)
+    # 2 bursts in the last 10 intervals, 12 in the last 60: 20 % of periods either way.
+    assert c10.share == 0.2 and p10.share == 0.2
+    assert c60.share == 12 * 10 / 600
+    assert c10.throttled_ms_per_s == 2 * 800 / 10
+    assert abs(c60.throttled_ms_per_s - 12 * 800 / 60) < 1e-9
+    assert abs(c60.usage_cores - 0.2) < 1e-9
+
+
+def test_throttle_window_averages_without_data_are_unknown():
+    m = SessionModel()
+    m.add(schema.make_frame("goroutines", t=10**9, count=3, source="pprof_index"))
+    for _span, c, p in m.snapshot(1).throttle.windows:
+        assert c.share is None and c.throttled_ms_per_s is None and p.share is None
+
+
+def test_futex_window_averages_and_reset_when_turned_off():
+    m = SessionModel()
+    for sec in range(1, 31):
+        waits = 5000 if sec % 10 == 0 else 0
+        m.add(schema.make_frame("futex", t=sec * 10**9, interval_ns=10**9, waits=waits,
+                                wait_ns=waits * 1000, by_op={}, hist=[], top_threads=[]))
+    f = m.snapshot(30).futex
+    assert f.waits_per_s == 5000
+    assert f.windows == ((10, 500.0), (60, 500.0))
+    m.add(schema.make_frame("collector", t=31 * 10**9, name="futex", state="off",
+                            reason=""))
+    assert m.snapshot(31).futex.windows == ()
+    m.add(schema.make_frame("collector", t=32 * 10**9, name="futex", state="on",
+                            reason=""))
+    m.add(schema.make_frame("futex", t=33 * 10**9, interval_ns=10**9, waits=7, wait_ns=7000,
+                            by_op={}, hist=[], top_threads=[]))
+    assert m.snapshot(33).futex.windows == ((10, 7.0), (60, 7.0))
+
+
+def test_log_is_in_time_order_whenever_lines_arrive():
+    # The session stamps "transport chosen" while attaching; the console notes
+    # "attaching" a moment later but before the frame worker reads that frame.
+    m = SessionModel()
+    m.note(100.9, "info", "attaching to demo/x via local")
+    m.add(schema.make_frame("log", t=100_200_000_000, level="info", msg="transport local: on node"))
+    m.add(schema.make_frame("log", t=101_500_000_000, level="info", msg="attached"))
+    s = m.snapshot(102)
+    assert [line.text for line in s.log] == [
+        "transport local: on node",
+        "attaching to demo/x via local",
+        "attached",
+    ]
+    assert s.log_reorders == 1
+    assert [line.t for line in s.log] == sorted(line.t for line in s.log)
+
+
+def test_log_stays_bounded_and_drops_a_line_older_than_all_kept():
+    m = SessionModel(log_lines=3)
+    for i in range(5):
+        m.note(10.0 + i, "info", f"line {i}")
+    m.note(1.0, "info", "ancient")  # older than every kept line: not kept
+    m.note(12.5, "info", "late")
+    texts = [line.text for line in m.snapshot(20).log]
+    assert texts == ["late", "line 3", "line 4"]

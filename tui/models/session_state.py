@@ -11,7 +11,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bpf import schema
@@ -66,6 +66,9 @@ class FutexView:
     hist: tuple[tuple[str, int], ...]  # (bucket label, count), latency ascending
     top_threads: tuple[tuple[int, str, int, float], ...]  # tid, comm, waits, wait ms
     spark: tuple[float, ...]
+    # Waits per second averaged over the last N seconds: ((N, waits/s), ...).
+    windows: tuple[tuple[int, float | None], ...] = ()
+    interval_s: float | None = None  # length of the last interval
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,19 @@ class ThrottleNumbers:
 
 @dataclass(frozen=True)
 class ThrottleView:
-    container: ThrottleNumbers
+    """Throttling of the last interval and averaged over the recent windows.
+
+    The last interval alone reads 0 % between bursts while the findings (over
+    60 s) say the container is throttled most of the time: both are shown.
+    """
+
+    container: ThrottleNumbers  # the last interval
     pod: ThrottleNumbers
     cgroup_version: str
     spark: tuple[float, ...]  # container throttled share in percent
+    interval_s: float | None = None  # length of the last interval
+    # Averages over the last N seconds, as ((N, container, pod), ...) shortest first.
+    windows: tuple[tuple[int, ThrottleNumbers, ThrottleNumbers], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,8 @@ class SessionSnapshot:
     findings: tuple[Finding, ...]
     now: float
     collectors: tuple[tuple[str, str], ...] = ()  # (name, state)
+    # Bumped when a log line was put before lines already kept: redraw the log.
+    log_reorders: int = 0
 
 
 EMPTY_NUMBERS = ThrottleNumbers(None, None, None, "unknown", False)
@@ -159,10 +173,84 @@ def throttle_numbers(d: Mapping[str, Any] | None, interval_ns: float) -> Throttl
     )
 
 
+AVERAGE_WINDOWS_S = (10, 60)
+_THROTTLE_FIELDS = ("nr_periods", "nr_throttled", "throttled_ns", "usage_ns")
+
+
+class WindowSums:
+    """Per-interval counter deltas kept for the longest window, summed on demand.
+
+    A window's average is the sum of its deltas over the sum of its intervals
+    (throttled periods / periods, not a mean of per-interval shares), which is
+    what the findings engine computes over its own window. Bounded: entries
+    older than ``keep_s`` go, and at most ``capacity`` are kept whatever the
+    frame rate.
+    """
+
+    def __init__(self, keep_s: float = max(AVERAGE_WINDOWS_S), capacity: int = 1024) -> None:
+        self.keep_s = keep_s
+        self._items: deque[tuple[float, float, tuple[float | None, ...]]] = deque(maxlen=capacity)
+
+    def add(self, t: float, interval_s: float, values: Sequence[float | None]) -> None:
+        self._items.append((t, interval_s, tuple(values)))
+        cutoff = t - self.keep_s
+        while self._items and self._items[0][0] <= cutoff:
+            self._items.popleft()
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def sums(self, span_s: float) -> tuple[float, list[float | None]] | None:
+        """(seconds covered, per-field sums) over intervals ending in the last ``span_s``.
+
+        A field missing from any interval of the window sums to None.
+        """
+        if not self._items:
+            return None
+        newest = self._items[-1][0]
+        secs = 0.0
+        out: list[float | None] = [0.0] * len(self._items[-1][2])
+        for t, interval, values in reversed(self._items):
+            if t <= newest - span_s:
+                break
+            secs += interval
+            for i, v in enumerate(values[: len(out)]):
+                acc = out[i]
+                out[i] = None if acc is None or v is None else acc + v
+        return secs, out
+
+
+def window_throttle(
+    sums: tuple[float, list[float | None]] | None, quota: str, limited: bool
+) -> ThrottleNumbers:
+    """Throttle numbers over a window from ``WindowSums.sums``."""
+    if sums is None or sums[0] <= 0:
+        return ThrottleNumbers(None, None, None, quota, limited)
+    secs, (periods, throttled, tns, usage) = sums
+    share = None
+    if periods and throttled is not None:
+        share = throttled / periods
+    elif periods == 0 and limited:
+        share = 0.0
+    return ThrottleNumbers(
+        share=share,
+        throttled_ms_per_s=tns / 1e6 / secs if tns is not None else None,
+        usage_cores=usage / NS / secs if usage is not None else None,
+        quota=quota,
+        limited=limited,
+    )
+
+
 def _num(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
+
+
+def _per_second(sums: tuple[float, list[float | None]] | None) -> float | None:
+    if sums is None or sums[0] <= 0 or sums[1][0] is None:
+        return None
+    return sums[1][0] / sums[0]
 
 
 def to_finding(obj: Any) -> Finding | None:
@@ -216,6 +304,9 @@ class _Throttle:
     container: ThrottleNumbers = EMPTY_NUMBERS
     pod: ThrottleNumbers = EMPTY_NUMBERS
     version: str = ""
+    interval_s: float | None = None
+    container_sums: WindowSums = field(default_factory=WindowSums)
+    pod_sums: WindowSums = field(default_factory=WindowSums)
 
 
 @dataclass
@@ -226,6 +317,7 @@ class _Futex:
     mean_wait_us: float | None = None
     hist: tuple[tuple[str, int], ...] = ()
     top: tuple[tuple[int, str, int, float], ...] = ()
+    interval_s: float | None = None
 
 
 @dataclass
@@ -269,6 +361,7 @@ class SessionModel:
         self.goroutines = TimeSeries(horizon=600)
         self.gc_rate = TimeSeries(horizon=120)
         self.futex_rate = TimeSeries(horizon=600)
+        self._futex_sums = WindowSums()  # (waits,) per interval, for the averages
         self.throttle_share = TimeSeries(horizon=600)
         self._throttle = _Throttle()
         self._futex = _Futex()
@@ -276,6 +369,7 @@ class SessionModel:
         self._goroutine_source = ""
         self._link = _Link()
         self._log: deque[LogLine] = deque(maxlen=self.log_lines)
+        self._log_reorders = 0  # lines put before already-kept ones (the pane redraws)
         self._recent: deque[Mapping[str, Any]] = deque(maxlen=self.recent_frames)
         # Profiles are large (MBs); keep only the last few for a one-shot engine.
         self._recent_profiles: deque[Mapping[str, Any]] = deque(maxlen=12)
@@ -298,7 +392,31 @@ class SessionModel:
     def note(self, t: float, level: str, text: str) -> None:
         """A line of the console's own (e.g. "futex waits enabled")."""
         with self._lock:
-            self._log.append(LogLine(t, level, clean(text)))
+            self._log_line(LogLine(t, level, clean(text)))
+
+    def _log_line(self, line: LogLine) -> None:
+        """Keep the log in time order, whoever stamped the line and whenever it arrives.
+
+        Lines come from three clocks' worth of places: the console's own notes
+        (stamped when noted), the session's frames (stamped when the session
+        made them, read later by the frame worker) and the agent's frames. A
+        line folded in after a newer one goes to its place in time, so the log
+        never reads a second backwards.
+        """
+        log = self._log
+        if not log or line.t >= log[-1].t:
+            log.append(line)
+            return
+        i = len(log)
+        while i > 0 and log[i - 1].t > line.t:
+            i -= 1
+        if len(log) == log.maxlen:
+            if i == 0:
+                return  # older than everything kept: it would scroll out at once
+            log.popleft()
+            i -= 1
+        log.insert(i, line)
+        self._log_reorders += 1
 
     def count_unparsed(self, n: int = 1) -> None:
         with self._lock:
@@ -377,7 +495,7 @@ class SessionModel:
             if isinstance(futex, Mapping) and futex.get("available") is False:
                 self._futex.state = "unavailable"
                 self._futex.reason = clean(futex.get("reason", ""), 200)
-        self._log.append(LogLine(t, "info", f"attached: {self._link.agent}"))
+        self._log_line(LogLine(t, "info", f"attached: {self._link.agent}"))
 
     def _on_collector(self, t: float, f: Mapping[str, Any]) -> None:
         name, state = clean(f["name"], 40), clean(f["state"], 20)
@@ -387,19 +505,20 @@ class SessionModel:
             self._futex.state, self._futex.reason = state, reason
             if state != "on":
                 self._futex.waits_per_s = None
+                self._futex_sums.clear()  # averages restart when tracing does
         level = "warn" if state == "failed" else "info"
-        self._log.append(
+        self._log_line(
             LogLine(t, level, f"{name} collector {state}" + (f": {reason}" if reason else ""))
         )
 
     def _on_log(self, t: float, f: Mapping[str, Any]) -> None:
         level = clean(f.get("level", "info"), 10)
-        self._log.append(LogLine(t, level, clean(f.get("msg"))))
+        self._log_line(LogLine(t, level, clean(f.get("msg"))))
 
     def _on_error(self, t: float, f: Mapping[str, Any]) -> None:
         hint = clean(f.get("hint", ""))
         text = clean(f.get("msg")) + (f" — {hint}" if hint else "")
-        self._log.append(LogLine(t, "error", text))
+        self._log_line(LogLine(t, "error", text))
         code = str(f.get("code", ""))
         if f.get("fatal"):
             self._link.state, self._link.detail = "ended", clean(f.get("msg"), 200)
@@ -413,7 +532,7 @@ class SessionModel:
         self.calltree.add(t, stacks, "ebpf")
         lost = f.get("lost") or 0
         if lost:
-            self._log.append(LogLine(t, "warn", f"{lost} stack samples lost in the last interval"))
+            self._log_line(LogLine(t, "warn", f"{lost} stack samples lost in the last interval"))
 
     def _on_futex(self, t: float, f: Mapping[str, Any]) -> None:
         secs = (f["interval_ns"] or 0) / NS
@@ -421,6 +540,7 @@ class SessionModel:
         rate = waits / secs if secs else None
         self._futex.state = "on"
         self._futex.waits_per_s = rate
+        self._futex.interval_s = secs or None
         self._futex.mean_wait_us = (float(f["wait_ns"]) / waits / 1000) if waits else 0.0
         hist = sorted((int(s), int(c)) for s, c in f.get("hist") or ())
         self._futex.hist = tuple((hist_label(s), c) for s, c in hist)
@@ -437,6 +557,7 @@ class SessionModel:
         self._futex.top = tuple(top)
         if rate is not None:
             self.futex_rate.add(t, rate)
+            self._futex_sums.add(t, secs, (waits,))
 
     def _on_goroutines(self, t: float, f: Mapping[str, Any]) -> None:
         self.goroutines.add(t, float(f["count"]))
@@ -452,6 +573,16 @@ class SessionModel:
         self._throttle.container = throttle_numbers(f.get("container"), interval)
         self._throttle.pod = throttle_numbers(f.get("pod"), interval)
         self._throttle.version = clean(f.get("cgroup_version"), 4)
+        secs = interval / NS
+        self._throttle.interval_s = secs or None
+        if secs > 0:
+            for level, sums in (
+                ("container", self._throttle.container_sums),
+                ("pod", self._throttle.pod_sums),
+            ):
+                d = f.get(level)
+                if isinstance(d, Mapping):
+                    sums.add(t, secs, [_num(d.get(k)) for k in _THROTTLE_FIELDS])
         if self._throttle.container.share is not None:
             self.throttle_share.add(t, self._throttle.container.share * 100)
 
@@ -459,7 +590,7 @@ class SessionModel:
         kind = clean(f.get("profile"), 20)
         if f.get("empty"):
             note = clean(f.get("note", ""))
-            self._log.append(
+            self._log_line(
                 LogLine(t, "warn", f"{kind} profile is empty" + (f": {note}" if note else ""))
             )
             return
@@ -467,14 +598,12 @@ class SessionModel:
             self.calltree.add(t, self.profile_decoder(f), "pprof")
 
     def _on_target_exit(self, t: float, f: Mapping[str, Any]) -> None:
-        self._log.append(
-            LogLine(t, "error", f"the target process exited: {clean(f.get('reason'))}")
-        )
+        self._log_line(LogLine(t, "error", f"the target process exited: {clean(f.get('reason'))}"))
 
     def _on_bye(self, t: float, f: Mapping[str, Any]) -> None:
         self._link.state, self._link.ended = "ended", True
         self._link.detail = clean(f.get("reason"), 200)
-        self._log.append(
+        self._log_line(
             LogLine(
                 t,
                 "info",
@@ -567,7 +696,13 @@ class SessionModel:
                 mean_wait_us=fx.mean_wait_us,
                 hist=fx.hist,
                 top_threads=fx.top,
+                interval_s=fx.interval_s,
                 spark=self.futex_rate.buckets(spark_span, spark_points, data_now)
+                if fx.state == "on"
+                else (),
+                windows=tuple(
+                    (span, _per_second(self._futex_sums.sums(span))) for span in AVERAGE_WINDOWS_S
+                )
                 if fx.state == "on"
                 else (),
             )
@@ -577,6 +712,17 @@ class SessionModel:
                 pod=th.pod,
                 cgroup_version=th.version,
                 spark=self.throttle_share.buckets(spark_span, spark_points, data_now),
+                interval_s=th.interval_s,
+                windows=tuple(
+                    (
+                        span,
+                        window_throttle(
+                            th.container_sums.sums(span), th.container.quota, th.container.limited
+                        ),
+                        window_throttle(th.pod_sums.sums(span), th.pod.quota, th.pod.limited),
+                    )
+                    for span in AVERAGE_WINDOWS_S
+                ),
             )
             tree = self.calltree.view() if self._frames else EMPTY_VIEW
             return SessionSnapshot(
@@ -593,6 +739,7 @@ class SessionModel:
                 throttle=throttle,
                 calltree=tree,
                 log=tuple(self._log),
+                log_reorders=self._log_reorders,
                 findings=self._findings,
                 now=now,
                 collectors=tuple(sorted(self._collectors.items())),

@@ -31,6 +31,7 @@ class LogPane(RichLog):
             max_lines=500, wrap=True, markup=False, highlight=False, min_width=20, **kwargs
         )  # type: ignore[arg-type]
         self._last: LogLine | None = None
+        self._reorders = 0
 
     def on_mount(self) -> None:
         self.border_title = "Log"
@@ -38,6 +39,12 @@ class LogPane(RichLog):
     def show(self, snap: SessionSnapshot) -> None:
         lines = snap.log
         start = 0
+        if snap.log_reorders != self._reorders:
+            # A line went in before lines already written (it was stamped earlier
+            # but folded in later): write the whole log again, in time order.
+            self._reorders = snap.log_reorders
+            self.clear()
+            self._last = None
         if self._last is not None:
             # Lines are immutable and kept in order; resume after the last one written.
             for i in range(len(lines) - 1, -1, -1):

@@ -141,28 +141,49 @@ class ThrottlePane(Pane):
         self.border_subtitle = f"cgroup {ver}" if ver else ""
 
 
-def _throttle_cells(n: ThrottleNumbers) -> tuple[Text, Text, Text]:
+def _share_cell(n: ThrottleNumbers) -> Text:
     hot = "bold red" if (n.share or 0) >= 0.25 else ""
-    ms = "–" if n.throttled_ms_per_s is None else f"{n.throttled_ms_per_s:.0f} ms/s"
-    used = "–" if n.usage_cores is None else f"{n.usage_cores:.2f} CPU"
-    return Text(fmt_pct(n.share), style=hot), Text(ms, style=hot), Text(used)
+    return Text(fmt_pct(n.share), style=hot)
+
+
+def _ms_cell(n: ThrottleNumbers) -> Text:
+    hot = "bold red" if (n.share or 0) >= 0.25 else ""
+    return Text("–" if n.throttled_ms_per_s is None else f"{n.throttled_ms_per_s:,.0f}", style=hot)
+
+
+def fmt_span(seconds: float | None) -> str:
+    """ "1 s", "2.5 s"; "last" alone when the interval is unknown."""
+    if not seconds:
+        return ""
+    return f"{seconds:.0f} s" if abs(seconds - round(seconds)) < 0.05 else f"{seconds:.1f} s"
 
 
 def throttle_text(v: ThrottleView) -> Group:
-    """Throttled share of CFS periods, throttled time per second and CPU used."""
-    table = Table.grid(padding=(0, 2))
+    """Throttled share of CFS periods and throttled time per second, for the last
+    interval and averaged over the last 10 s and 60 s; then CPU used and the quota.
+
+    The last interval alone reads 0 % between bursts of a bursty service: the
+    averages say how often it is throttled (the findings use the same 60 s sums).
+    """
+    table = Table.grid(padding=(0, 1))
     table.add_column(style="dim", no_wrap=True)
-    for _ in range(3):
+    columns = [("last " + fmt_span(v.interval_s)).strip(), *(f"{s} s avg" for s, _, _ in v.windows)]
+    for _ in columns:
         table.add_column(justify="right", no_wrap=True)
-    table.add_row(
-        "", Text("throttled", style="dim"), Text("time", style="dim"), Text("used", style="dim")
-    )
-    table.add_row("container", *_throttle_cells(v.container))
-    table.add_row("pod", *_throttle_cells(v.pod))
+    table.add_row("throttled", *(Text(c, style="dim") for c in columns))
+    for name, last, idx in (("container", v.container, 1), ("pod", v.pod, 2)):
+        # Share of CFS periods throttled, then throttled CPU-time per second.
+        table.add_row(f"{name} %", _share_cell(last), *(_share_cell(w[idx]) for w in v.windows))
+        table.add_row("  ms/s", _ms_cell(last), *(_ms_cell(w[idx]) for w in v.windows))
+    used = Text(no_wrap=True, overflow="ellipsis")
+    used.append("used   ", style="dim")
+    for name, n, sep in (("container", v.container, " · "), ("pod", v.pod, "")):
+        used.append("–" if n.usage_cores is None else f"{n.usage_cores:.2f} CPU")
+        used.append(f" {name}{sep}", style="dim")
     quota = Text(no_wrap=True, overflow="ellipsis")
     quota.append("quota  ", style="dim")
     quota.append(v.container.quota)
-    return Group(table, quota)
+    return Group(table, used, quota)
 
 
 class FutexPane(Pane):
@@ -200,12 +221,25 @@ def futex_text(f: FutexView) -> Group | Text:
         t.append(f" to trace futex waits; while on it costs {f.cost}. ")
         t.append("Futex waits are parked OS threads, not goroutine lock contention.", style="dim")
         return t
-    lines: list[Text] = []
-    top = Text(no_wrap=True, overflow="ellipsis")
-    top.append(f"{f.waits_per_s or 0:,.0f} waits/s", style="bold")
+    lines: list[Text | Table] = []
+    # The last interval alone can read 0 between bursts: the averages say how busy.
+    rates = Table.grid(padding=(0, 1))
+    rates.add_column(style="dim", no_wrap=True)
+    for _ in range(1 + len(f.windows)):
+        rates.add_column(justify="right", no_wrap=True)
+    rates.add_row(
+        "",
+        Text(("last " + fmt_span(f.interval_s)).strip(), style="dim"),
+        *(Text(f"{s} s avg", style="dim") for s, _ in f.windows),
+    )
+    rates.add_row(
+        "waits/s",
+        Text(f"{f.waits_per_s or 0:,.0f}", style="bold"),
+        *(Text("–" if r is None else f"{r:,.0f}") for _, r in f.windows),
+    )
+    lines.append(rates)
     if f.mean_wait_us is not None:
-        top.append(f"  mean {format_us(f.mean_wait_us)}", style="dim")
-    lines.append(top)
+        lines.append(Text(f"mean wait (last) {format_us(f.mean_wait_us)}", style="dim"))
     biggest = max((c for _, c in f.hist), default=0) or 1
     for label, count in f.hist:
         row = Text(no_wrap=True, overflow="ellipsis")
