@@ -257,3 +257,28 @@ def test_specific_problem_goes_before_throttling_but_a_hotspot_does_not():
     hot = run(throttle(30, throttled=9) + cpu(30, [(APP + ("main.fib",), 45)]))
     assert hot[0].rule_id == "GKD001-cpu-throttling"
     assert hot[1].rule_id == "GKD006-cpu-hotspot"
+
+
+def test_throttling_on_a_v2_cgroup_without_cpu_controller_is_not_measured():
+    # What the agent sends for a cgroup2 directory whose cpu controller is off:
+    # usage only, periods None, and a note saying why.
+    note = "cpu controller not enabled on this cgroup v2 node"
+    frames = []
+    for f in throttle(30, throttled=0):
+        for level in ("container", "pod"):
+            f[level] = {"nr_periods": None, "nr_throttled": None, "throttled_ns": None,
+                        "quota_us": None, "usage_ns": 200_000_000,
+                        "throttling": "not_measured", "note": note}
+        frames.append(f)
+    f = by_id(run(frames))["GKD001"]
+    assert f.severity == "not_measured"
+    assert note in f.evidence[0] and "0 of 0 periods" not in " ".join(f.evidence)
+
+
+def test_throttling_measured_on_the_pod_when_only_the_container_is_not():
+    frames = throttle(30, throttled=9)
+    for f in frames:
+        f["container"] = {"usage_ns": 1, "throttling": "not_measured", "note": "no cpu here"}
+    f = by_id(run(frames))["GKD001"]
+    assert f.severity == "critical" and "pod cgroup quota" in f.title
+    assert any("container cgroup: throttling not measured: no cpu here" in e for e in f.evidence)

@@ -112,7 +112,7 @@ class ThrottleCollector(Collector):
         if not self._said_unmeasured and any(not st.cpu_controller for st in cur.values()):
             # Once, in the session log: the frames carry it per cgroup too.
             self._said_unmeasured = True
-            out.append(make_frame("log", t=self.clock_now_ns(), level="warning",
+            out.append(make_frame("log", t=self.clock_now_ns(), level="warn",
                                   msg="throttle: " + cg.CPU_CONTROLLER_OFF_NOTE))
         return out + [
             make_frame(

@@ -356,7 +356,13 @@ class FindingsEngine:
                     continue
                 if not isinstance(c, dict):
                     raise TypeError(f"throttle {level} is not an object")
-                fr[level] = {k: int(c[k]) for k in _THROTTLE_KEYS if c.get(k) is not None}
+                clean: dict[str, Any] = {
+                    k: int(c[k]) for k in _THROTTLE_KEYS if c.get(k) is not None
+                }
+                if c.get("throttling") == "not_measured":
+                    # cgroup v2 without the cpu controller: usage only, no periods.
+                    clean["not_measured"] = str(c.get("note") or "cpu controller not enabled")
+                fr[level] = clean
             self._w["throttle"].add(t, fr)
         elif kind == "goroutines":
             self._w["goroutines"].add(t, dict(fr, count=int(fr["count"])))
@@ -571,7 +577,13 @@ class FindingsEngine:
         worst = None
         lines = []
         quota_line = ""
+        unmeasured: list[str] = []
         for level in ("container", "pod"):
+            note = next((str(f[level]["not_measured"]) for f in frames
+                         if "not_measured" in (f.get(level) or {})), "")
+            if note:
+                unmeasured.append(f"{level} cgroup: throttling not measured: {note}")
+                continue
             periods = throttled = tns = usage = 0
             quota = period = -1
             for f in frames:
@@ -601,6 +613,10 @@ class FindingsEngine:
             lines.append(ql)
             if periods >= self.th.throttle_min_periods and (worst is None or ratio > worst[0]):
                 worst = (ratio, throttled, level)
+        if unmeasured and not lines:
+            return self._not_measured(rid, title + ": not measured", " ".join(unmeasured),
+                                      "throttle")
+        lines.extend(unmeasured)
         if worst is None or worst[1] < self.th.throttle_min_periods or \
                 worst[0] < self.th.throttle_warn_ratio:
             return Finding(rid, "info", "No significant CPU throttling", tuple(lines), "",
