@@ -21,6 +21,8 @@ from tui.sources.base import PodEvent, PodInfo
 # The server ends a watch after this many seconds; we then re-watch from the
 # last resourceVersion. Short enough that a silently dead connection is noticed.
 WATCH_TIMEOUT_S = 240
+# Pods per LIST page (see KubePodSource._list).
+LIST_PAGE = 500
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
 
@@ -166,9 +168,7 @@ class KubePodSource:
                 args = ()
             try:
                 if need_list:
-                    lst = fn(*args, **kwargs, _request_timeout=(10, 60))
-                    self.resource_version = lst.metadata.resource_version
-                    pods = tuple(sorted((pod_info(p) for p in lst.items), key=lambda p: p.key))
+                    pods, self.resource_version = self._list(fn, args, kwargs)
                     yield PodEvent("RESET", pods=pods)
                     need_list = False
                 if troubled:
@@ -246,6 +246,26 @@ class KubePodSource:
                 if st.stop.wait(backoff):
                     break
                 backoff = min(backoff * 2, self.backoff_max)
+
+    def _list(
+        self, fn: Any, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[tuple[PodInfo, ...], str]:
+        """LIST in pages, keeping only PodInfo of each page.
+
+        The client decodes a whole response into objects several times its JSON
+        size; one 5,000-pod LIST cost ~100 MiB of console memory, pages of
+        LIST_PAGE cost ~25 MiB. All pages come from one snapshot (the API
+        server's continue token), so the last page's resourceVersion is the list's;
+        an expired token is a 410 and the caller lists again.
+        """
+        infos: list[PodInfo] = []
+        token = None
+        while True:
+            page = fn(*args, **kwargs, limit=LIST_PAGE, _continue=token, _request_timeout=(10, 60))
+            infos.extend(pod_info(p) for p in page.items)
+            token = page.metadata._continue
+            if not token:
+                return tuple(sorted(infos, key=lambda p: p.key)), page.metadata.resource_version
 
     def _retry_message(self, exc: BaseException, delay: float, listing: bool) -> str:
         what = "list pods" if listing else "watch pods"
