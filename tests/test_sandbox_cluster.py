@@ -65,8 +65,7 @@ ALLOWED = [
     ("list", "namespaces", None, None),
     ("create", "pods", "godebug", None),
     ("delete", "pods", "godebug", None),
-    ("get", "pods", "godebug", "log"),
-    ("create", "pods", "godebug", "attach"),
+    ("watch", "pods", "godebug", None),
     ("create", "pods", "godebug", "exec"),
     ("get", "pods", "godebug", "exec"),
 ]
@@ -83,6 +82,9 @@ DENIED = [
     ("create", "pods", "demo", "ephemeralcontainers"),
     ("create", "clusterrolebindings", None, None),
     ("get", "pods", "godebug", "portforward"),
+    # The pod transport execs into its agent pod; it never attaches or reads its logs.
+    ("create", "pods", "godebug", "attach"),
+    ("get", "pods", "godebug", "log"),
 ]
 
 
