@@ -76,6 +76,11 @@ WAKE_S = 0.1
 TARGET_CHECK_S = 0.5
 # The first poll, this soon after the collectors started (then every interval).
 FIRST_POLL_S = 0.25
+# Start failures that say "not now" rather than "never" (an app too busy to answer
+# its pprof in time): the collector is started again, a few times.
+TRANSIENT_START_ERRORS = ("pprof_failed",)
+START_RETRIES = 3
+START_RETRY_S = 1.0
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -127,6 +132,7 @@ class _Slot:
         self.reason = reason
         self.available = cls is not None and not reason
         self.started_once = False
+        self.start_retries = 0
 
     def describe(self) -> dict[str, Any]:
         cls = self.cls
@@ -230,6 +236,8 @@ class Agent:
         self._starters: list[threading.Thread] = []
         #: Seconds each start-up step took (resolve, discover, ...), said in the hello.
         self.steps: dict[str, float] = {}
+        #: Collectors to start again (a transient failure at start): name -> (when, why).
+        self._retry_at: dict[str, tuple[float, str]] = {}
 
     # --- output -------------------------------------------------------------------------------
 
@@ -420,6 +428,16 @@ class Agent:
             with self._lock:
                 slot.instance = inst
                 if slot.state == "starting" and self.stop_reason is None:
+                    if code in TRANSIENT_START_ERRORS and slot.start_retries < START_RETRIES:
+                        # A busy or throttled app answered too slowly: not a reason
+                        # to lose its numbers for the whole session.
+                        self._detach(slot)
+                        slot.start_retries += 1
+                        slot.state, slot.reason = "off", msg
+                        self._retry_at[name] = (time.monotonic() + START_RETRY_S, why)
+                        self.log("warn", f"{name} could not start yet ({msg}); trying again "
+                                 f"in {START_RETRY_S:g} s")  # fmt: skip
+                        return False
                     self._fail(slot, code, msg, hint)
                     return False
             self._detach(slot)
@@ -459,6 +477,7 @@ class Agent:
                 "bad_command", f"unknown collector {name!r}", "collectors: " + ", ".join(self.slots)
             )
             return
+        self._retry_at.pop(name, None)  # disabled: no pending second try
         with self._lock:
             self._detach(slot)
             if slot.state != "failed" or why:
@@ -585,6 +604,11 @@ class Agent:
         last_check = time.monotonic()
         while self.stop_reason is None:
             now = time.monotonic()
+            for name, (when, why) in list(self._retry_at.items()):
+                if now >= when:
+                    del self._retry_at[name]
+                    if self.slots[name].state == "off":  # not disabled meanwhile
+                        self.start_collector(name, why)
             if now - last_check >= TARGET_CHECK_S:
                 # Between polls too: a long interval must not hide a dead target.
                 last_check = now

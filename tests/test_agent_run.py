@@ -434,3 +434,48 @@ def test_not_root_is_a_clear_fatal_frame(bcc: str) -> None:
             _no_traceback(a)
     finally:
         stop_proc(p)
+
+
+def test_a_pprof_too_slow_at_start_is_tried_again(bcc: str, go_bin: Path) -> None:
+    """A busy app whose pprof misses the first deadline still gets its goroutine count."""
+    import socket
+
+    index = (b"<html><table><tr><td>7</td><td><a href='goroutine?debug=1'>goroutine</a>"
+             b"</td></tr></table></html>")  # fmt: skip
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+    served = {"slow": 0, "ok": 0}
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.recv(65536)
+                if served["slow"] < 1:  # the first request misses the agent's 1 s deadline
+                    served["slow"] += 1
+                    time.sleep(2.5)
+                    continue
+                served["ok"] += 1
+                c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
+                          + str(len(index)).encode() + b"\r\n\r\n" + index)  # fmt: skip
+
+    threading.Thread(target=serve, daemon=True).start()
+    app = subprocess.Popen(faultsvc(go_bin, "-addr", "127.0.0.1:0", "-pprof-addr", "127.0.0.1:0",
+                                    "-load=false"))  # fmt: skip
+    try:
+        with agent(bcc, "--pid", str(app.pid), "--pprof-port", str(port)) as a:
+            warn = a.next("log", timeout=30, level="warn")
+            assert "goroutines could not start yet" in warn["msg"], warn
+            a.next("collector", timeout=20, name="goroutines", state="on")
+            assert a.next("goroutines", timeout=10)["count"] == 7
+            assert not [f for f in a.all if f["kind"] == "error"], a.all
+            _no_traceback(a)
+    finally:
+        stop_proc(app)
+        srv.close()
+    assert served["slow"] == 1 and served["ok"] >= 2
