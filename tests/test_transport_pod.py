@@ -289,6 +289,12 @@ def test_attach_over_pod_transport_as_restricted_user(cluster) -> None:
         later = [fr.until(lambda f: f["kind"] == "goroutines", 10, "more goroutines")
                  for _ in range(4)]  # fmt: skip
         assert later[-1]["count"] > first["count"], (first["count"], later[-1]["count"])
+        # eBPF from inside the pod: bcc compiled against the node's headers (hostPath
+        # /lib/modules, /usr/src) and sampled the target's stacks, symbolized.
+        stacks = fr.until(lambda f: f["kind"] == "cpu_stacks" and f["samples"] > 0, 90,
+                          "cpu_stacks with samples")  # fmt: skip
+        t_stacks = time.monotonic() - t0
+        assert any(name.startswith("runtime.") for name in stacks["funcs"]), stacks["funcs"]
         agents = _agent_pods(cluster)
         assert len(agents) == 1 and agents[0].spec.node_name == pod.node
         agent_uid = agents[0].metadata.uid
@@ -299,7 +305,7 @@ def test_attach_over_pod_transport_as_restricted_user(cluster) -> None:
         print(
             f"\npod transport: create->Running {timings['create_to_running_s']:.2f} s, "
             f"exec+bundle {timings['exec_and_bundle_s']:.2f} s, hello {t_hello:.2f} s, "
-            f"first goroutines {t_first:.2f} s after attach; "
+            f"first goroutines {t_first:.2f} s, first CPU stacks {t_stacks:.2f} s after attach; "
             f"{first['count']} -> {later[-1]['count']}"
         )
     finally:
