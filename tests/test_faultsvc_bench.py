@@ -29,6 +29,9 @@ def test_wrk_summary_is_parsed() -> None:
     )
     assert procs._parse_wrk(text) == (28463, 3.03)
     assert procs._parse_wrk("  12 requests in 950.00ms, 1KB read\n") == (12, 0.95)
+    # Past a minute wrk switches units.
+    assert procs._parse_wrk("  5000000 requests in 1.50m, 3GB read\n") == (5000000, 90.0)
+    assert procs._parse_wrk("  9 requests in 850.00us, 1KB read\n") == (9, 0.00085)
     with pytest.raises(procs.BenchError, match="cannot read wrk"):
         procs._parse_wrk("garbage")
 

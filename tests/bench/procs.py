@@ -177,14 +177,24 @@ def run_load(svc: Service, seconds: float, connections: int = 8) -> Load:
     return Load(requests, took, cpu_seconds(svc.pid) - cpu0)
 
 
+# wrk prints durations with the largest unit that fits: 850.00us, 3.03s, 1.50m, 2.00h.
+_WRK_UNITS = (("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+
+
+def _wrk_duration(text: str) -> float:
+    for unit, scale in _WRK_UNITS:
+        number = text[: -len(unit)]
+        if text.endswith(unit) and number.replace(".", "", 1).isdigit():
+            return float(number) * scale
+    raise BenchError(f"cannot read wrk's duration {text!r}")
+
+
 def _parse_wrk(text: str) -> tuple[int, float]:
     for line in text.splitlines():
         parts = line.split()
         # "  28463 requests in 3.03s, 31.05MB read"
         if len(parts) >= 4 and parts[1] == "requests" and parts[2] == "in":
-            took = parts[3].rstrip(",")
-            secs = float(took[:-2]) / 1000 if took.endswith("ms") else float(took.rstrip("s"))
-            return int(parts[0]), secs
+            return int(parts[0]), _wrk_duration(parts[3].rstrip(","))
     raise BenchError(f"cannot read wrk's output: {text[:200]!r}")
 
 
