@@ -178,14 +178,15 @@ def run_load(svc: Service, seconds: float, connections: int = 8) -> Load:
 
 
 # wrk prints durations with the largest unit that fits: 850.00us, 3.03s, 1.50m, 2.00h.
-_WRK_UNITS = (("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+# Per unit: (multiplier, divisor) to seconds; dividing keeps 950ms at exactly 0.95.
+_WRK_UNITS = (("us", 1, 1e6), ("ms", 1, 1e3), ("s", 1, 1), ("m", 60, 1), ("h", 3600, 1))
 
 
 def _wrk_duration(text: str) -> float:
-    for unit, scale in _WRK_UNITS:
+    for unit, mul, div in _WRK_UNITS:
         number = text[: -len(unit)]
         if text.endswith(unit) and number.replace(".", "", 1).isdigit():
-            return float(number) * scale
+            return float(number) * mul / div
     raise BenchError(f"cannot read wrk's duration {text!r}")
 
 
