@@ -113,7 +113,7 @@ def test_throttle_on_v2_without_cpu_controller_says_not_measured(unified, goprog
     assert "nr_periods" not in k0 and "usage_usec" in k0  # what the kernel wrote
     logs = [f for f in frames if f["kind"] == "log"]
     (thr,) = [f for f in frames if f["kind"] == "throttle"]
-    assert len(logs) == 1 and logs[0]["level"] == "warning"
+    assert len(logs) == 1 and logs[0]["level"] == "warn"
     assert "cpu controller not enabled on this cgroup v2 node" in logs[0]["msg"]
     assert not [f for f in again if f["kind"] == "log"], "the warning is said once"
     assert thr["cgroup_version"] == 2
