@@ -58,3 +58,18 @@ def test_incremental_equals_from_scratch(frames, gaps, window_s):
     # The flat/cum rows equal pprof's top_functions on the expanded stacks.
     view = want.view()
     assert view.rows == top_functions(list(view), None)
+
+
+def test_window_shares_one_tuple_per_distinct_stack_and_forgets_old_ones():
+    eng = FindingsEngine(window_s=5.0)
+    a = ("runtime.goexit", "main.main", "main.work")
+    for i in range(20):  # the same stack in 20 frames: decoded afresh each time
+        eng.feed(cpu_frames([[(a, 3)]], [1])[0] | {"t": T0 + (i + 1) * S})
+    held = {id(st) for _t, (_fr, agg) in eng._w["cpu"].frames for st in agg.stacks}
+    assert len(held) == 1  # one shared tuple, not one per frame
+    # A long run of distinct stacks that leave the window: the intern table is
+    # rebuilt from what the window still holds, so it stays bounded.
+    for i in range(20_000):
+        stack = ("runtime.goexit", f"main.f{i}")
+        eng.feed(cpu_frames([[(stack, 1)]], [1])[0] | {"t": T0 + (21 + i) * S})
+    assert len(eng._stacks) <= 2 * len(eng._cpu_sum.stacks) + 4097

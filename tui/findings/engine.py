@@ -331,6 +331,7 @@ class FindingsEngine:
         self.last_t = 0
         self.bad_frames = 0
         self._cpu_sum = _CpuAgg()  # every cpu_stacks frame in the window, summed
+        self._stacks: dict[Stack, Stack] = {}  # interned stacks (see _intern)
         self._cpu_memo: dict[tuple[int, int], tuple] = {}  # per (start, end); cleared on feed
 
     # --- input --------------------------------------------------------------------
@@ -371,7 +372,7 @@ class FindingsEngine:
                                           interval_ns=int(fr.get("interval_ns") or 0)))
         elif kind == "cpu_stacks":
             fr = dict(fr, hz=int(fr.get("hz") or 0), interval_ns=int(fr.get("interval_ns") or 0))
-            agg = _CpuAgg.of((st, int(c)) for st, c in expand_stacks(fr)
+            agg = _CpuAgg.of((self._intern(st), int(c)) for st, c in expand_stacks(fr)
                              if all(isinstance(x, str) for x in st))
             self._w["cpu"].add(t, (fr, agg))
             self._cpu_sum.add(agg)
@@ -398,6 +399,18 @@ class FindingsEngine:
             if name == "cpu":
                 for _fr, agg in gone:
                     self._cpu_sum.add(agg, -1)
+
+    def _intern(self, stack: Stack) -> Stack:
+        """One shared tuple per distinct stack: a frame's decoded copies die at once
+        instead of living in the window for a minute (memory by distinct stacks,
+        not by frames, and no heap fragmentation under a steady stream)."""
+        known = self._stacks.get(stack)
+        if known is None:
+            if len(self._stacks) > 2 * len(self._cpu_sum.stacks) + 4096:
+                # Stacks no frame in the window holds any more: forget them.
+                self._stacks = {s: s for s in self._cpu_sum.stacks}
+            known = self._stacks[stack] = stack
+        return known
 
     def _feed_profile(self, fr: dict[str, Any], t: int) -> None:
         kind = str(fr["profile"])
