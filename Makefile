@@ -5,6 +5,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# `make bench BENCH=console_hour` runs named benchmarks only (the hour-long one is never a default).
+BENCH ?=
 
 .PHONY: setup demo test bench lint sandbox-down screenshots clean
 
@@ -21,7 +23,7 @@ test: setup
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	@$(PY) -m tests.bench.run
+	@$(PY) -m tests.bench.run $(BENCH)
 
 screenshots: setup
 	@$(PY) screenshots/capture.py

@@ -26,6 +26,9 @@ from tests.bench import (
 )
 from tests.bench.procs import BenchError
 
+# Run only when named (an hour each): `make bench BENCH=console_hour`.
+LONG = ("console_hour",)
+
 BENCHMARKS: dict[str, tuple[str, Callable[[bool], report.Section]]] = {
     "overhead": ("Overhead on the target: default collectors", overhead.default_collectors),
     "overhead_futex_uprobe": (
@@ -60,11 +63,16 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], report.Section]]] = {
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__)
-    p.add_argument("names", nargs="*", help="benchmarks to run: " + ", ".join(BENCHMARKS))
+    p.add_argument(
+        "names",
+        nargs="*",
+        help="benchmarks to run (default: all but " + ", ".join(LONG) + "): "
+        + ", ".join(BENCHMARKS),
+    )
     p.add_argument("--quick", action="store_true", help="fewer, shorter rounds (a smoke run)")
     p.add_argument("--out", default=str(report.DOC), help="Markdown file to update")
     args = p.parse_args(argv)
-    names = args.names or list(BENCHMARKS)
+    names = args.names or [n for n in BENCHMARKS if n not in LONG]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         p.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
