@@ -1,8 +1,8 @@
 """``python -m tests.bench.run [NAME ...] [--quick]``: run benchmarks, write docs/benchmarks.md.
 
-With no names, every benchmark runs. A benchmark that cannot run here (not
-root, the agent or a tool missing) gets a section saying why, and the others
-still run.
+With no names, every benchmark but the hour-long ``console_hour`` runs. A
+benchmark that cannot run here (not root, the agent or a tool missing) gets a
+section saying why, and the others still run.
 """
 
 from __future__ import annotations
