@@ -141,10 +141,10 @@ class GoDebugApp(App[None]):
         if isinstance(self.screen, AttachedScreen):
             return
         self.notify(f"attaching to {pod.namespace}/{pod.name}…", markup=False, timeout=3)
-        self._attach_in_thread(pod, container)
+        self._attach_in_thread(pod, container, self.clock.now())
 
     @work(thread=True, exclusive=True, group="attach", exit_on_error=False)
-    def _attach_in_thread(self, pod: PodInfo, container: str | None) -> None:
+    def _attach_in_thread(self, pod: PodInfo, container: str | None, started: float) -> None:
         try:
             session = self.session_factory.attach(pod, container)
         except Exception as e:  # noqa: BLE001 - say it and stay on the pod list
@@ -156,9 +156,9 @@ class GoDebugApp(App[None]):
                 timeout=10,
             )
             return
-        self.call_from_thread(self._show_session, session)
+        self.call_from_thread(self._show_session, session, started)
 
-    def _show_session(self, session: Any) -> None:
+    def _show_session(self, session: Any, started: float | None = None) -> None:
         info = session.info
         model = SessionModel(
             pod=info.pod.name,
@@ -170,7 +170,7 @@ class GoDebugApp(App[None]):
             profile_decoder=self.profile_decoder,
         )
         model.note(
-            self.clock.now(),
+            self.clock.now() if started is None else started,  # when the operator asked
             "info",
             f"attaching to {info.pod.namespace}/{info.pod.name} via {info.transport}",
         )
