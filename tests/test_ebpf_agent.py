@@ -221,8 +221,10 @@ def test_set_hz_reopens_sampling_without_a_restart(bcc, goprog) -> None:
             _send(agent, "set", hz=99)
             fast: list[dict] = []
             cpu: list[float] = []
-            deadline = time.monotonic() + 60
-            while len(fast) < 4 and time.monotonic() < deadline:
+            # Enough frames for the target to have run at least 0.5 CPU-s: on a
+            # loaded machine a "busy" target may get a fraction of a CPU.
+            deadline = time.monotonic() + 120
+            while (len(fast) < 4 or cpu[-1] - cpu[0] < 0.5) and time.monotonic() < deadline:
                 f = q.get(timeout=30)
                 assert f is not None, frames[-10:]
                 frames.append(f)
@@ -240,9 +242,9 @@ def test_set_hz_reopens_sampling_without_a_restart(bcc, goprog) -> None:
     restarts = [f for f in frames[n_on:] if f["kind"] == "collector"
                 and f["name"] == "cpu_stacks"]
     assert not restarts, restarts
-    assert len(fast) == 4, frames[-10:]
+    assert len(fast) >= 4, frames[-10:]
     # samples / 99 = CPU seconds the target ran (the kernel's accounting),
-    # over the last three frames: the perf events really sample at 99 Hz.
+    # over the frames after the first: the perf events really sample at 99 Hz.
     sampled = sum(f["samples"] for f in fast[1:]) / 99
     ran = cpu[-1] - cpu[0]
     assert ran > 0.3 and abs(sampled - ran) <= 0.4 * ran, (sampled, ran)

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -91,22 +90,41 @@ def _bpftrace_futex(pid: int, seconds: int) -> subprocess.Popen:
 
 
 def test_futex_waits_match_bpftrace(bcc, bins) -> None:
-    """Waits per second from the collector vs bpftrace counting the same
-    tracepoints on the same process at the same time: medians within 15 %."""
+    """Waits from the collector vs bpftrace counting the same tracepoints on the
+    same process at the same time, over the same wall-clock span: within 15 %.
+
+    Per-second rates swing widely on a loaded machine and the two tools' seconds
+    are not aligned, so totals are compared over bpftrace's span (from its first
+    to its last print, stamped as they arrive), the collector's frames counted by
+    the share of each frame inside that span."""
     need(shutil.which("bpftrace") is not None, "needs bpftrace (apt-get install bpftrace)")
     with goprogs.running(bins["full"], "-mode", "futex") as p:
-        d = Drive(bcc, p.pid, ["futex"], seconds=9)
+        d = Drive(bcc, p.pid, ["futex"], seconds=16)
         d.wait_for("started")
         bt = _bpftrace_futex(p.pid, 8)
-        out, _ = bt.communicate(timeout=120)
+        prints: list[tuple[int, int]] = []
+        out = []
+        for line in bt.stdout:
+            out.append(line)
+            m = re.match(r"^@n: (\d+)", line)
+            if m:
+                prints.append((time.time_ns(), int(m.group(1))))
+        bt.wait(timeout=60)
         events = d.finish()
-    theirs = [int(x) for x in re.findall(r"^@n: (\d+)", out, re.M)][1:]  # first: partial
     frames = d.frames("futex")[1:]
-    ours = [f["waits"] * 1e9 / f["interval_ns"] for f in frames]
-    assert len(theirs) >= 3 and len(ours) >= 3, (out, frames)
-    m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
-    assert m_theirs > 50, "the futex mode should park threads hundreds of times a second"
-    assert abs(m_ours - m_theirs) <= 0.15 * m_theirs, (ours, theirs)
+    assert len(prints) >= 4 and len(frames) >= 3, ("".join(out), frames)
+    # bpftrace's first print covers a partial second before it: the span starts there.
+    w0, w1 = prints[0][0], prints[-1][0]
+    theirs = sum(n for _t, n in prints[1:])
+    covered = (frames[0]["t"] - frames[0]["interval_ns"], frames[-1]["t"])
+    assert covered[0] <= w0 and covered[1] >= w1, "the collector must run all of bpftrace's span"
+    ours = 0.0
+    for f in frames:
+        start, end = f["t"] - f["interval_ns"], f["t"]
+        inside = max(0, min(end, w1) - max(start, w0))
+        ours += f["waits"] * inside / f["interval_ns"]
+    assert theirs / ((w1 - w0) / 1e9) > 50, "the futex mode should park threads often"
+    assert abs(ours - theirs) <= 0.15 * theirs, (ours, theirs, len(frames))
     f = frames[-1]
     assert set(f["by_op"]) <= {"0", "6", "9", "11", "13"}
     assert sum(v[0] for v in f["by_op"].values()) == f["waits"]
