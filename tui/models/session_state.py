@@ -21,7 +21,7 @@ from tui.models.text import clean
 
 NS = 1e9
 STALE_AFTER_S = 5.0
-DEFAULT_FUTEX_COST = "≈40 ns on every syscall on the node while on"
+DEFAULT_FUTEX_COST = "adds ≈40 ns to every syscall on the node while on"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ POD_KEYS = (
     ("/", "filter pods as you type (namespace, name, status, node, labels)"),
     (":ns NAME", "switch namespace (:ns all for every namespace)"),
     (":ctx NAME", "switch kubeconfig context"),
+    ("↑ ↓ pgup pgdn home end", "move the cursor (the mouse wheel scrolls; click twice to attach)"),
     ("enter", "attach to the pod under the cursor"),
     ("esc", "clear the filter / go back"),
     ("T", "toggle the high-contrast theme (for shared screens)"),

@@ -218,7 +218,7 @@ def futex_text(f: FutexView) -> Group | Text:
             t.append("Off. ", style="bold")
         t.append("Press ")
         t.append("f", style="bold reverse")
-        t.append(f" to trace futex waits; while on it costs {f.cost}. ")
+        t.append(f" to trace futex waits. Cost: {f.cost}. ")
         t.append("Futex waits are parked OS threads, not goroutine lock contention.", style="dim")
         return t
     lines: list[Text | Table] = []
