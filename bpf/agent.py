@@ -45,6 +45,7 @@ import json
 import os
 import platform
 import queue
+import select
 import signal
 import socket
 import subprocess
@@ -779,6 +780,11 @@ def _read_commands(agent: Agent, fd: int) -> None:
     agent.commands.put({"cmd": "_eof"})
 
 
+# A console closes an idle connection (and its standby) after 5 minutes; a standby
+# still waiting long after that belongs to a console whose link died half-open.
+STANDBY_MAX_WAIT_S = 1800.0
+
+
 def wait_for_args(fd: int = 0, limit: int = 65536) -> list[str] | None:
     """A standby agent's real arguments: one JSON list of strings on one line.
 
@@ -789,8 +795,12 @@ def wait_for_args(fd: int = 0, limit: int = 65536) -> list[str] | None:
     for name in schema.COLLECTORS:
         discover_collector(name)
     buf = b""
+    deadline = time.monotonic() + STANDBY_MAX_WAIT_S
     while not buf.endswith(b"\n"):
         try:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None  # its console is gone without closing the link: leave
             b = os.read(fd, 1)
         except OSError:
             return None

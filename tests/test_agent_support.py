@@ -276,3 +276,21 @@ def faultsvc(go_bin: Path, *args: str) -> list[str]:
 
 def busybox_or_sleep() -> str:
     return shutil.which("sleep") or "/bin/sleep"
+
+
+def test_standby_agent_reads_its_arguments_and_leaves_when_nobody_comes(monkeypatch):
+    import os
+
+    from bpf import agent
+
+    r, w = os.pipe()
+    try:
+        os.write(w, b'["--pid", "1"]\n--rest-is-commands\n')
+        assert agent.wait_for_args(r) == ["--pid", "1"]
+        assert os.read(r, 100) == b"--rest-is-commands\n"  # nothing past the line taken
+        # A half-open link: stdin neither closes nor speaks. The standby gives up.
+        monkeypatch.setattr(agent, "STANDBY_MAX_WAIT_S", 0.3)
+        assert agent.wait_for_args(r) is None
+    finally:
+        os.close(r)
+        os.close(w)

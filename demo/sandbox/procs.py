@@ -109,6 +109,36 @@ def _reap(pid: int) -> None:
         pass
 
 
+# Daemons whose children leave the process group and must be ended one by one.
+# (Node runtimes are not here: they stop their own pods, shims included, in order.)
+OWN_SESSION_CHILDREN = ("sshd-",)
+
+
+def _end_children(pid: int) -> None:
+    """SIGTERM the direct children of ``pid`` and their process groups.
+
+    A daemon's children may have left its process group (sshd's per-connection
+    processes call setsid), so killing the group misses them and they outlive the
+    daemon, with whatever they run (a console's standby agent) under them.
+    """
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid != pid:
+            continue
+        child = int(entry.name)
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(child, signal.SIGTERM)
+                break
+            except (ProcessLookupError, PermissionError):
+                continue
+
+
 def stop(piddir: Path, d: Daemon, timeout: float = 10.0) -> bool:
     """SIGTERM the daemon's process group, SIGKILL after ``timeout``; forget it.
 
@@ -117,6 +147,8 @@ def stop(piddir: Path, d: Daemon, timeout: float = 10.0) -> bool:
     """
     pidfile = piddir / f"{d.name}.pid"
     if d.alive():
+        if d.name.startswith(OWN_SESSION_CHILDREN):
+            _end_children(d.pid)
         try:
             os.killpg(d.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -149,6 +181,8 @@ def stop_many(piddir: Path, daemons: Sequence[Daemon], timeout: float = 10.0) ->
     """
     for d in daemons:
         if d.alive():
+            if d.name.startswith(OWN_SESSION_CHILDREN):
+                _end_children(d.pid)
             try:
                 os.killpg(d.pid, signal.SIGTERM)
             except ProcessLookupError:

@@ -83,6 +83,10 @@ def prepare(lay: Layout, nodes: list[tuple[str, str]]) -> None:
                     "AllowTcpForwarding yes",
                     "X11Forwarding no",
                     "PrintMotd no",
+                    # A console whose link died half-open (e.g. the bridge went first) is
+                    # dropped within a minute, so its session and standby agent end too.
+                    "ClientAliveInterval 15",
+                    "ClientAliveCountMax 4",
                     "LogLevel INFO",
                     "Subsystem sftp internal-sftp",
                     "",
